@@ -1,0 +1,124 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"errors"
+	"os"
+	"strings"
+)
+
+// Config selects the password and ACL files. The zero value is an open
+// broker: anonymous clients allowed, every topic readable and writable.
+type Config struct {
+	// PasswordFile is the path of a mosquitto-compatible password file.
+	// Empty means no password file: usernames are not verified (any
+	// username is accepted when anonymous access is allowed, as mosquitto
+	// does). The file must not contain plain-text passwords; upgrade them
+	// with "sockmq passwd -U".
+	PasswordFile string `yaml:"password_file"`
+	// ACLFile is the path of a mosquitto-style ACL file (see ACL.md).
+	// Empty means no ACL: every connected client may read and write every
+	// topic.
+	ACLFile string `yaml:"acl_file"`
+	// AllowAnonymous says whether clients without a username may connect.
+	// Nil means true when PasswordFile is empty and false otherwise.
+	AllowAnonymous *bool `yaml:"allow_anonymous"`
+}
+
+// anonymousAllowed resolves AllowAnonymous's default.
+func (c Config) anonymousAllowed() bool {
+	if c.AllowAnonymous != nil {
+		return *c.AllowAnonymous
+	}
+	return c.PasswordFile == ""
+}
+
+// Validate loads and parses both files and returns every problem at once
+// (joined with errors.Join), each naming its key, for example
+// "auth.password_file: open /x: no such file or directory".
+func (c Config) Validate() error {
+	_, err := c.load()
+	return err
+}
+
+// load reads both files into a new snapshot.
+func (c Config) load() (*snapshot, error) {
+	var errs []error
+	s := &snapshot{anonymous: c.anonymousAllowed(), fakeIter: DefaultIterations}
+	if c.PasswordFile != "" {
+		data, err := os.ReadFile(c.PasswordFile)
+		if err == nil {
+			s.pwSum = sha256.Sum256(data)
+			var pf *PasswordFile
+			if pf, err = parsePasswordFile(data, c.PasswordFile); err == nil {
+				err = plainTextError(pf, c.PasswordFile)
+				s.hashes = pf.hashes()
+				s.fakeIter = commonIterations(s.hashes)
+			}
+		}
+		if err != nil {
+			errs = append(errs, keyError("auth.password_file", err))
+		}
+	}
+	if c.ACLFile != "" {
+		data, err := os.ReadFile(c.ACLFile)
+		if err == nil {
+			s.aclSum = sha256.Sum256(data)
+			s.acl, err = parseACL(data, c.ACLFile)
+		}
+		if err != nil {
+			errs = append(errs, keyError("auth.acl_file", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	s.fake = fakeHash(s.fakeIter)
+	return s, nil
+}
+
+// keyError prefixes every line of err's message with key while keeping err
+// in the chain for errors.Is and errors.As.
+func keyError(key string, err error) error {
+	msg := key + ": " + strings.ReplaceAll(err.Error(), "\n", "\n"+key+": ")
+	return &wrapped{msg: msg, err: err}
+}
+
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w *wrapped) Error() string { return w.msg }
+func (w *wrapped) Unwrap() error { return w.err }
+
+// plainTextError reports plain-text entries, which the broker refuses.
+func plainTextError(pf *PasswordFile, path string) error {
+	users, lines := pf.PlainText()
+	if len(users) == 0 {
+		return nil
+	}
+	pe := &ParseError{File: path}
+	for i, u := range users {
+		pe.add(lines[i], "user %q has a plain-text password; hash it with: sockmq passwd -U %s", u, path)
+	}
+	return pe
+}
+
+// commonIterations returns the most frequent $7$ iteration count, so an
+// unknown user's fake verification costs what a typical real one does.
+func commonIterations(hashes map[string]*pwHash) int {
+	counts := map[int]int{}
+	for _, h := range hashes {
+		if h.kind == kindPBKDF2 {
+			counts[h.iter]++
+		}
+	}
+	best, bestN := DefaultIterations, 0
+	for iter, n := range counts {
+		if n > bestN || (n == bestN && iter > best) {
+			best, bestN = iter, n
+		}
+	}
+	return best
+}

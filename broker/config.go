@@ -1,0 +1,239 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// Config is the broker's configuration. The zero value of every field is
+// documented; Defaults returns the values sockmq starts with when no
+// configuration file is given.
+type Config struct {
+	// Listeners says where the broker accepts connections.
+	Listeners Listeners `yaml:"listeners"`
+	// Limits bounds what a single client may cost the broker.
+	Limits Limits `yaml:"limits"`
+	// Persistence controls the embedded store for retained messages and
+	// persistent sessions.
+	Persistence Persistence `yaml:"persistence"`
+}
+
+// Listeners configures the network listeners. An empty address disables a
+// listener.
+type Listeners struct {
+	// MQTT is the plain MQTT over TCP listener. Default 127.0.0.1:1883.
+	MQTT TCPListener `yaml:"mqtt"`
+	// MQTTTLS is MQTT over TLS. Disabled unless an address is set; then
+	// cert_file and key_file are required.
+	MQTTTLS TLSListener `yaml:"mqtt_tls"`
+	// HTTP serves MQTT over WebSocket, /healthz, /metrics and the
+	// SocketCluster bridge. Default 127.0.0.1:8080.
+	HTTP HTTPListener `yaml:"http"`
+}
+
+// TCPListener is a plain TCP listener.
+type TCPListener struct {
+	// Address is host:port. Empty disables the listener.
+	Address string `yaml:"address"`
+}
+
+// TLSListener is a TCP listener that speaks TLS.
+type TLSListener struct {
+	// Address is host:port. Empty disables the listener.
+	Address string `yaml:"address"`
+	// CertFile is a PEM certificate chain. Required when Address is set.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key for CertFile. Required when Address is set.
+	KeyFile string `yaml:"key_file"`
+}
+
+// HTTPListener is the HTTP (optionally HTTPS) listener.
+type HTTPListener struct {
+	// Address is host:port. Empty disables the listener.
+	Address string `yaml:"address"`
+	// CertFile and KeyFile turn on TLS when both are set.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key for CertFile.
+	KeyFile string `yaml:"key_file"`
+	// MQTTPath is where MQTT over WebSocket is served. Default /mqtt.
+	MQTTPath string `yaml:"mqtt_path"`
+}
+
+// Limits bounds the resources a client may use.
+type Limits struct {
+	// MaxConnections caps simultaneously connected MQTT clients. Zero means
+	// no limit. Default 100000.
+	MaxConnections int64 `yaml:"max_connections"`
+	// MaxPacketSize is the largest MQTT packet accepted, in bytes; larger
+	// packets are refused before they are read. Zero means the default,
+	// 1 MiB; at most 268435455 (the MQTT maximum).
+	MaxPacketSize uint32 `yaml:"max_packet_size"`
+	// ConnectTimeout is how long a new connection may take to send CONNECT
+	// before it is closed. Default 10s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// MaxQueuedMessages is the per-client queue of messages waiting to be
+	// written; when it is full further messages to that client are dropped
+	// and counted. Default 1024.
+	MaxQueuedMessages int32 `yaml:"max_queued_messages"`
+	// MaxInflight is the number of QoS 1/2 messages kept per session,
+	// including those queued for offline persistent sessions. Default 8192.
+	MaxInflight uint16 `yaml:"max_inflight"`
+	// KeepaliveMin raises shorter (non-zero) keepalives of MQTT 5 clients to
+	// this value through the server keepalive property. Zero means no minimum.
+	KeepaliveMin time.Duration `yaml:"keepalive_min"`
+	// KeepaliveMax is the longest keepalive accepted. MQTT 5 clients asking
+	// for more (or for none) are told to use it; MQTT 3 clients asking for
+	// more are refused, as mosquitto does. Zero means no maximum.
+	KeepaliveMax time.Duration `yaml:"keepalive_max"`
+	// MaxMessageExpiry caps how long retained and queued messages live.
+	// Zero (the default) means they never expire unless the publisher set an
+	// MQTT 5 message expiry.
+	MaxMessageExpiry time.Duration `yaml:"max_message_expiry"`
+	// MaxSessionExpiry caps how long a disconnected persistent session is
+	// kept. Zero (the default) means no cap.
+	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+}
+
+// Persistence configures the embedded store.
+type Persistence struct {
+	// Enabled turns the store on. Default true.
+	Enabled bool `yaml:"enabled"`
+	// DataDir holds the store file (sockmq.db). Default ./data.
+	DataDir string `yaml:"data_dir"`
+	// Sync makes every store write durable on disk (fsync) before the next
+	// batch starts. Default true.
+	Sync bool `yaml:"sync"`
+}
+
+// maxMQTTPacket is the largest packet MQTT can express (remaining length
+// 268435455 plus a 5-byte fixed header; we cap at the remaining length).
+const maxMQTTPacket = 268435455
+
+// Defaults returns the configuration sockmq uses with no file: loopback-only
+// listeners, persistence on in ./data.
+func Defaults() Config {
+	return Config{
+		Listeners: Listeners{
+			MQTT: TCPListener{Address: "127.0.0.1:1883"},
+			HTTP: HTTPListener{Address: "127.0.0.1:8080", MQTTPath: "/mqtt"},
+		},
+		Limits: Limits{
+			MaxConnections:    100000,
+			MaxPacketSize:     1 << 20,
+			ConnectTimeout:    10 * time.Second,
+			MaxQueuedMessages: 1024,
+			MaxInflight:       8192,
+		},
+		Persistence: Persistence{Enabled: true, DataDir: "./data", Sync: true},
+	}
+}
+
+// Validate reports every problem in c at once. Each error names the
+// configuration key it is about.
+func (c Config) Validate() error {
+	var errs []error
+	addr := func(key, a string) {
+		if a == "" {
+			return
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", key, a, err))
+		}
+	}
+	file := func(key, path string) {
+		if path == "" {
+			return
+		}
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	l := c.Listeners
+	addr("listeners.mqtt.address", l.MQTT.Address)
+	addr("listeners.mqtt_tls.address", l.MQTTTLS.Address)
+	addr("listeners.http.address", l.HTTP.Address)
+	if l.MQTTTLS.Address != "" {
+		if l.MQTTTLS.CertFile == "" {
+			errs = append(errs, errors.New("listeners.mqtt_tls.cert_file: required when listeners.mqtt_tls.address is set"))
+		}
+		if l.MQTTTLS.KeyFile == "" {
+			errs = append(errs, errors.New("listeners.mqtt_tls.key_file: required when listeners.mqtt_tls.address is set"))
+		}
+	}
+	file("listeners.mqtt_tls.cert_file", l.MQTTTLS.CertFile)
+	file("listeners.mqtt_tls.key_file", l.MQTTTLS.KeyFile)
+	if (l.HTTP.CertFile == "") != (l.HTTP.KeyFile == "") {
+		errs = append(errs, errors.New("listeners.http: cert_file and key_file must be set together"))
+	}
+	file("listeners.http.cert_file", l.HTTP.CertFile)
+	file("listeners.http.key_file", l.HTTP.KeyFile)
+	if p := l.HTTP.MQTTPath; p != "" && p[0] != '/' {
+		errs = append(errs, fmt.Errorf("listeners.http.mqtt_path: %q must start with /", p))
+	}
+	if l.MQTT.Address == "" && l.MQTTTLS.Address == "" && l.HTTP.Address == "" {
+		errs = append(errs, errors.New("listeners: every listener is disabled; set at least one address"))
+	}
+
+	lim := c.Limits
+	if lim.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("limits.max_connections: %d must be >= 0", lim.MaxConnections))
+	}
+	if lim.MaxPacketSize > maxMQTTPacket {
+		errs = append(errs, fmt.Errorf("limits.max_packet_size: %d exceeds the MQTT maximum %d", lim.MaxPacketSize, maxMQTTPacket))
+	}
+	if lim.MaxPacketSize != 0 && lim.MaxPacketSize < 64 {
+		errs = append(errs, fmt.Errorf("limits.max_packet_size: %d is too small to carry a CONNECT (minimum 64)", lim.MaxPacketSize))
+	}
+	if lim.ConnectTimeout < 0 {
+		errs = append(errs, fmt.Errorf("limits.connect_timeout: %v must be >= 0", lim.ConnectTimeout))
+	}
+	if lim.MaxQueuedMessages < 0 {
+		errs = append(errs, fmt.Errorf("limits.max_queued_messages: %d must be >= 0", lim.MaxQueuedMessages))
+	}
+	for _, k := range []struct {
+		key string
+		d   time.Duration
+	}{{"limits.keepalive_min", lim.KeepaliveMin}, {"limits.keepalive_max", lim.KeepaliveMax}} {
+		if k.d < 0 || k.d > 65535*time.Second {
+			errs = append(errs, fmt.Errorf("%s: %v must be between 0s and 65535s", k.key, k.d))
+		} else if k.d%time.Second != 0 {
+			errs = append(errs, fmt.Errorf("%s: %v must be whole seconds", k.key, k.d))
+		}
+	}
+	if lim.KeepaliveMax > 0 && lim.KeepaliveMin > lim.KeepaliveMax {
+		errs = append(errs, fmt.Errorf("limits.keepalive_min: %v is above limits.keepalive_max %v", lim.KeepaliveMin, lim.KeepaliveMax))
+	}
+	if lim.MaxMessageExpiry < 0 {
+		errs = append(errs, fmt.Errorf("limits.max_message_expiry: %v must be >= 0", lim.MaxMessageExpiry))
+	}
+	if lim.MaxSessionExpiry < 0 || lim.MaxSessionExpiry > (1<<32-1)*time.Second {
+		errs = append(errs, fmt.Errorf("limits.max_session_expiry: %v out of range", lim.MaxSessionExpiry))
+	}
+	if c.Persistence.Enabled && c.Persistence.DataDir == "" {
+		errs = append(errs, errors.New("persistence.data_dir: required when persistence.enabled is true"))
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills the zero values that have a documented default.
+func (c Config) withDefaults() Config {
+	if c.Listeners.HTTP.MQTTPath == "" {
+		c.Listeners.HTTP.MQTTPath = "/mqtt"
+	}
+	if c.Limits.MaxPacketSize == 0 {
+		c.Limits.MaxPacketSize = 1 << 20
+	}
+	if c.Limits.ConnectTimeout == 0 {
+		c.Limits.ConnectTimeout = 10 * time.Second
+	}
+	if c.Limits.MaxQueuedMessages == 0 {
+		c.Limits.MaxQueuedMessages = 1024
+	}
+	if c.Limits.MaxInflight == 0 {
+		c.Limits.MaxInflight = 8192
+	}
+	return c
+}

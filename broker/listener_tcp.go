@@ -1,0 +1,115 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// tcpListener accepts MQTT connections over TCP (optionally TLS). Unlike
+// mochi's listener it gives every new connection a read deadline, so a
+// connection that never sends CONNECT is closed after the connect timeout;
+// mochi replaces the deadline with the keepalive once CONNECT is read.
+type tcpListener struct {
+	id             string
+	address        string
+	tlsConfig      *tls.Config
+	connectTimeout time.Duration
+	onEnd          func(remote string, err error, connected bool)
+
+	mu     sync.Mutex
+	ln     net.Listener
+	log    *slog.Logger
+	closed bool
+}
+
+var _ listeners.Listener = (*tcpListener)(nil)
+
+func newTCPListener(id, address string, tlsConfig *tls.Config, connectTimeout time.Duration, onEnd func(string, error, bool)) *tcpListener {
+	return &tcpListener{id: id, address: address, tlsConfig: tlsConfig, connectTimeout: connectTimeout, onEnd: onEnd}
+}
+
+// Init binds the address.
+func (l *tcpListener) Init(log *slog.Logger) error {
+	ln, err := net.Listen("tcp", l.address)
+	if err != nil {
+		return fmt.Errorf("listen %s (%s): %w", l.id, l.address, err)
+	}
+	if l.tlsConfig != nil {
+		ln = tls.NewListener(ln, l.tlsConfig)
+	}
+	l.mu.Lock()
+	l.ln, l.log = ln, log
+	l.mu.Unlock()
+	return nil
+}
+
+// ID returns the listener id.
+func (l *tcpListener) ID() string { return l.id }
+
+// Address returns the bound address (useful with port 0).
+func (l *tcpListener) Address() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.address
+}
+
+// Protocol returns "tcp" or "tls".
+func (l *tcpListener) Protocol() string {
+	if l.tlsConfig != nil {
+		return "tls"
+	}
+	return "tcp"
+}
+
+// Serve accepts connections until Close.
+func (l *tcpListener) Serve(establish listeners.EstablishFn) {
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failures (e.g. EMFILE) back off instead of spinning.
+			l.log.Warn("accept failed", "error", err)
+			time.Sleep(backoff)
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if l.connectTimeout > 0 {
+			_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+		}
+		tc := &trackedConn{Conn: conn}
+		go func() {
+			err := establish(l.id, tc)
+			l.onEnd(conn.RemoteAddr().String(), err, tc.connected.Load())
+		}()
+	}
+}
+
+// Close stops accepting and asks the server to close this listener's clients.
+func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	ln := l.ln
+	l.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	closeClients(l.id)
+}

@@ -1,0 +1,267 @@
+package broker
+
+import (
+	"errors"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/sockmq/sockmq/auth"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// ReservedClientIDPrefix starts the client ids the broker keeps for itself
+// (its internal publisher, bridge sessions). Network clients cannot use them,
+// nor mochi's "inline".
+const ReservedClientIDPrefix = "$sockmq/"
+
+// reservedTopicPrefixes are topic namespaces only the broker may publish to
+// (also as a will).
+var reservedTopicPrefixes = []string{"$SYS", "$presence", "$sockmq"}
+
+// IsReservedTopic reports whether topic lies in a namespace that only the
+// broker may publish to.
+func IsReservedTopic(topic string) bool {
+	for _, p := range reservedTopicPrefixes {
+		if topic == p || (strings.HasPrefix(topic, p) && topic[len(p)] == '/') {
+			return true
+		}
+	}
+	return false
+}
+
+// IsReservedClientID reports whether id may not be used by a network client.
+func IsReservedClientID(id string) bool {
+	return id == mqtt.InlineClientId || strings.HasPrefix(id, ReservedClientIDPrefix)
+}
+
+// policyHook enforces sockmq's connection policy and permissions on every
+// MQTT client (TCP, TLS and WebSocket alike).
+type policyHook struct {
+	mqtt.HookBase
+	s *Server
+}
+
+func (h *policyHook) ID() string { return "sockmq-policy" }
+
+func (h *policyHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketSent,
+		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish:
+		return true
+	}
+	return false
+}
+
+// v3Code maps an MQTT 5 CONNACK reason to the MQTT 3.1.1 return code.
+func v3Code(c packets.Code) packets.Code {
+	switch c {
+	case packets.ErrUnsupportedProtocolVersion:
+		return packets.Code{Code: 0x01}
+	case packets.ErrClientIdentifierNotValid:
+		return packets.Code{Code: 0x02}
+	case packets.ErrServerUnavailable, packets.ErrServerBusy:
+		return packets.Code{Code: 0x03}
+	case packets.ErrBadUsernameOrPassword:
+		return packets.Code{Code: 0x04}
+	default:
+		return packets.Code{Code: 0x05} // not authorized
+	}
+}
+
+// refuse answers CONNECT with a failure CONNACK in the client's protocol
+// version and returns the error that makes mochi close the connection.
+func (h *policyHook) refuse(cl *mqtt.Client, code packets.Code) error {
+	send := code
+	if cl.Properties.ProtocolVersion < 5 {
+		send = v3Code(code)
+	}
+	_ = h.s.mq.SendConnack(cl, send, false, nil)
+	return code
+}
+
+// usernameOf returns the client's user name without copying. mochi never
+// modifies Properties.Username after CONNECT is parsed.
+func usernameOf(cl *mqtt.Client) string {
+	u := cl.Properties.Username
+	if len(u) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(u), len(u))
+}
+
+// OnConnect runs before mochi's authentication step: it enforces the client
+// id and keepalive policy, authenticates, and checks the will topic, so that
+// each refusal carries its proper reason code.
+func (h *policyHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	s := h.s
+	if c, ok := cl.Net.Conn.(*trackedConn); ok {
+		c.connected.Store(true)
+	}
+	if IsReservedClientID(cl.ID) {
+		s.log.Info("connection refused: reserved client id", "client", cl.ID, "remote", cl.Net.Remote)
+		return h.refuse(cl, packets.ErrClientIdentifierNotValid)
+	}
+	if err := h.applyKeepalive(cl); err != nil {
+		return err
+	}
+	if s.auth != nil {
+		user := string(pk.Connect.Username)
+		res := s.auth.Authenticate(user, pk.Connect.Password, pk.Connect.UsernameFlag && len(pk.Connect.Username) > 0, pk.Connect.PasswordFlag)
+		if code, ok := connackFor(res); !ok {
+			s.log.Info("connection refused: authentication failed", "client", cl.ID, "user", user, "remote", cl.Net.Remote, "reason", code.Reason)
+			return h.refuse(cl, code)
+		}
+	}
+	if cl.Properties.Will.Flag == 1 {
+		topic := cl.Properties.Will.TopicName
+		if IsReservedTopic(topic) || ValidateTopic(topic) != nil || !h.mayWrite(cl, topic) {
+			s.log.Info("connection refused: will topic not permitted", "client", cl.ID, "user", usernameOf(cl), "remote", cl.Net.Remote, "topic", topic)
+			return h.refuse(cl, packets.ErrNotAuthorized)
+		}
+	}
+	return nil
+}
+
+// applyKeepalive enforces limits.keepalive_min/max.
+func (h *policyHook) applyKeepalive(cl *mqtt.Client) error {
+	lim := h.s.cfg.Limits
+	ka := time.Duration(cl.State.Keepalive) * time.Second
+	v5 := cl.Properties.ProtocolVersion == 5
+	if lim.KeepaliveMax > 0 && (ka == 0 || ka > lim.KeepaliveMax) {
+		if !v5 {
+			h.s.log.Info("connection refused: keepalive above limits.keepalive_max", "client", cl.ID, "remote", cl.Net.Remote, "keepalive", ka)
+			return h.refuse(cl, packets.ErrClientIdentifierNotValid)
+		}
+		cl.State.Keepalive = uint16(lim.KeepaliveMax / time.Second)
+		cl.State.ServerKeepalive = true
+	}
+	if lim.KeepaliveMin > 0 && ka > 0 && ka < lim.KeepaliveMin && v5 {
+		cl.State.Keepalive = uint16(lim.KeepaliveMin / time.Second)
+		cl.State.ServerKeepalive = true
+	}
+	return nil
+}
+
+// OnConnectAuthenticate always allows: OnConnect has already refused every
+// client that should not get in (mochi ORs this hook across hooks, and we
+// register no other).
+func (h *policyHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (h *policyHook) mayWrite(cl *mqtt.Client, topic string) bool {
+	if h.s.auth == nil {
+		return true
+	}
+	return h.s.auth.Allowed(identityOf(cl), topic, auth.Write)
+}
+
+// OnACLCheck is called by mochi for publishes (write), for each subscription
+// filter (read, with the filter as topic) and for each delivery (read).
+func (h *policyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	if write {
+		if IsReservedTopic(topic) {
+			return false
+		}
+		return h.mayWrite(cl, topic)
+	}
+	if strings.HasPrefix(topic, droppedWillTopic) {
+		return false
+	}
+	if h.s.auth == nil {
+		return true
+	}
+	if isFilter(topic) {
+		// A subscription: accept it if it can match anything readable;
+		// each delivery is checked again below.
+		return h.s.auth.Subscription(identityOf(cl), topic) != auth.SubDeny
+	}
+	return h.s.auth.Allowed(identityOf(cl), topic, auth.Read)
+}
+
+// isFilter reports whether s is a subscription filter rather than a topic
+// name: delivered topics never contain wildcards, and shared subscriptions
+// start with $share/.
+func isFilter(s string) bool {
+	return strings.ContainsAny(s, "+#") || strings.HasPrefix(s, "$share/")
+}
+
+// droppedWillTopic is where a will that may no longer be sent is redirected:
+// mochi offers no way to cancel a will from its OnWill hook, so it goes to a
+// reserved topic that no client may read and that wildcards never match.
+const droppedWillTopic = ReservedClientIDPrefix + "dropped-will"
+
+// OnWill re-checks the will topic when the will is about to be sent:
+// permissions may have changed since CONNECT.
+func (h *policyHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if will.TopicName == droppedWillTopic {
+		return will, nil
+	}
+	if IsReservedTopic(will.TopicName) || !h.mayWrite(cl, will.TopicName) {
+		h.s.log.Info("will dropped: topic no longer permitted", "client", cl.ID, "user", usernameOf(cl), "topic", will.TopicName)
+		will.TopicName = droppedWillTopic
+		will.Retain = false
+		will.Payload = nil
+	}
+	return will, nil
+}
+
+// OnPacketSent counts refused connections by their CONNACK reason.
+func (h *policyHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode != 0 {
+		h.s.metrics.refused(connackReason(pk.ReasonCode))
+	}
+}
+
+// OnPublishDropped counts messages dropped for a full client queue.
+func (h *policyHook) OnPublishDropped(*mqtt.Client, packets.Packet) {
+	h.s.metrics.dropped.Inc()
+}
+
+func connackReason(code byte) string {
+	switch code {
+	case 0x04, 0x86:
+		return "bad_credentials"
+	case 0x05, 0x87:
+		return "not_authorized"
+	case 0x02, 0x85:
+		return "client_id"
+	case 0x03, 0x88, 0x89:
+		return "server_busy"
+	case 0x01, 0x84:
+		return "protocol_version"
+	default:
+		return "protocol"
+	}
+}
+
+// connectionEnded logs how a connection ended, in one line, and counts
+// refusals that mochi does not answer with a CONNACK.
+func (s *Server) connectionEnded(remote string, err error, connected bool) {
+	var code packets.Code
+	switch {
+	case err == nil || isClosedErr(err):
+		return
+	case !connected && isTimeout(err):
+		s.metrics.refused("connect_timeout")
+		s.log.Info("connection closed: no CONNECT within limits.connect_timeout", "remote", remote, "timeout", s.cfg.Limits.ConnectTimeout)
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		if !connected {
+			s.metrics.refused("packet_too_large")
+		}
+		s.log.Info("connection closed: packet larger than limits.max_packet_size", "remote", remote, "max_packet_size", s.cfg.Limits.MaxPacketSize)
+	case errors.As(err, &code) && !connected:
+		// refused with a CONNACK: already logged and counted.
+	case !connected:
+		s.metrics.refused("protocol")
+		s.log.Info("connection closed before CONNECT completed", "remote", remote, "error", err)
+	case isTimeout(err):
+		s.log.Info("connection closed: keepalive expired", "remote", remote)
+	default:
+		s.log.Debug("connection closed", "remote", remote, "error", err)
+	}
+}

@@ -1,0 +1,278 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Listener ids as mochi sees them (also the `listener` log key).
+const (
+	listenerMQTT    = "mqtt"
+	listenerMQTTTLS = "mqtt-tls"
+	listenerWS      = "mqtt-ws"
+)
+
+// internalClientID is the client id of the broker's own publisher. It starts
+// with the reserved prefix, so no network client can take it over.
+const internalClientID = ReservedClientIDPrefix + "internal"
+
+// Server is sockmq's MQTT broker.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	mq   *mqtt.Server
+	auth Authorizer
+
+	internal *mqtt.Client
+	subIDs   atomic.Int64
+	store    *storeHook
+	metrics  *metrics
+
+	mux      *http.ServeMux
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	ws       *wsListener
+	tcp, tls *tcpListener
+
+	running      atomic.Bool
+	shutdownOnce sync.Once
+	shutdownErr  error
+	stopped      chan struct{}
+}
+
+// New builds a broker from cfg. It opens the store but binds nothing; call
+// Start to listen. auth may be nil, which allows every client everything
+// (the loopback-only default of sockmq without a password file). reg may be
+// nil, in which case metrics go to a private registry served on /metrics.
+func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClients = cfg.Limits.MaxConnections
+	if caps.MaximumClients == 0 {
+		caps.MaximumClients = math.MaxInt64
+	}
+	caps.MaximumPacketSize = cfg.Limits.MaxPacketSize
+	caps.MaximumClientWritesPending = cfg.Limits.MaxQueuedMessages
+	caps.MaximumInflight = cfg.Limits.MaxInflight
+	caps.MaximumMessageExpiryInterval = int64(cfg.Limits.MaxMessageExpiry / time.Second)
+	if cfg.Limits.MaxSessionExpiry > 0 {
+		caps.MaximumSessionExpiryInterval = uint32(cfg.Limits.MaxSessionExpiry / time.Second)
+	}
+
+	mq := mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
+		Logger:                 slog.New(quietHandler{log.With("component", "mqtt").Handler()}),
+		SysTopicResendInterval: 10,
+	})
+	s := &Server{
+		cfg: cfg, log: log, mq: mq, auth: auth,
+		mux:     http.NewServeMux(),
+		stopped: make(chan struct{}),
+	}
+	s.internal = mq.NewClient(nil, mqtt.LocalListener, internalClientID, true)
+	s.internal.Properties.ProtocolVersion = 5
+	s.metrics = newMetrics(reg, mq)
+
+	if err := mq.AddHook(&policyHook{s: s}, nil); err != nil {
+		return nil, fmt.Errorf("add policy hook: %w", err)
+	}
+	if cfg.Persistence.Enabled {
+		st, err := openStore(cfg.Persistence.DataDir, cfg.Persistence.Sync, log.With("component", "store"))
+		if err != nil {
+			return nil, err
+		}
+		s.store = st
+		if err := mq.AddHook(st, nil); err != nil {
+			_ = st.Stop()
+			return nil, fmt.Errorf("add store hook: %w", err)
+		}
+	}
+	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.Handle("GET /metrics", s.metrics.handler(reg))
+	return s, nil
+}
+
+// Handle mounts an extra HTTP handler on the HTTP listener (the bridge uses
+// it). Call it before Start.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// MQTT returns the underlying mochi server for packages in this module that
+// need hooks (lwt, presence). Do not call Close on it; use Shutdown.
+func (s *Server) MQTT() *mqtt.Server { return s.mq }
+
+// Logger returns the broker's logger.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if !s.running.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = fmt.Fprintf(w, `{"status":"ok","clients":%d}`+"\n", atomic.LoadInt64(&s.mq.Info.ClientsConnected))
+}
+
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s / %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Start binds every configured listener and starts serving. On error
+// nothing is left listening.
+func (s *Server) Start() (err error) {
+	l := s.cfg.Listeners
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+		}
+	}()
+	if l.MQTT.Address != "" {
+		s.tcp = newTCPListener(listenerMQTT, l.MQTT.Address, nil, s.cfg.Limits.ConnectTimeout, s.connectionEnded)
+		if err := s.mq.AddListener(s.tcp); err != nil {
+			return fmt.Errorf("listeners.mqtt: %w", err)
+		}
+	}
+	if l.MQTTTLS.Address != "" {
+		tc, err := loadTLS(l.MQTTTLS.CertFile, l.MQTTTLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("listeners.mqtt_tls: %w", err)
+		}
+		s.tls = newTCPListener(listenerMQTTTLS, l.MQTTTLS.Address, tc, s.cfg.Limits.ConnectTimeout, s.connectionEnded)
+		if err := s.mq.AddListener(s.tls); err != nil {
+			return fmt.Errorf("listeners.mqtt_tls: %w", err)
+		}
+	}
+	if l.HTTP.Address != "" {
+		s.ws = newWSListener(listenerWS, l.HTTP.MQTTPath, s.cfg.Limits.ConnectTimeout, s.cfg.Limits.MaxPacketSize, s.connectionEnded)
+		if err := s.mq.AddListener(s.ws); err != nil {
+			return fmt.Errorf("listeners.http: %w", err)
+		}
+		s.mux.Handle(l.HTTP.MQTTPath, s.ws)
+		ln, err := net.Listen("tcp", l.HTTP.Address)
+		if err != nil {
+			return fmt.Errorf("listeners.http: listen %s: %w", l.HTTP.Address, err)
+		}
+		s.httpLn = ln
+		s.httpSrv = &http.Server{
+			Handler:           s.mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(quietHandler{s.log.With("component", "http").Handler()}, slog.LevelDebug),
+		}
+		if l.HTTP.CertFile != "" {
+			tc, err := loadTLS(l.HTTP.CertFile, l.HTTP.KeyFile)
+			if err != nil {
+				return fmt.Errorf("listeners.http: %w", err)
+			}
+			s.httpLn = tls.NewListener(ln, tc)
+		}
+	}
+	if err := s.mq.Serve(); err != nil {
+		return fmt.Errorf("start mqtt: %w", err)
+	}
+	s.running.Store(true)
+	if s.httpSrv != nil {
+		go func() {
+			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("http listener stopped", "error", err)
+			}
+		}()
+	}
+	s.log.Info("sockmq broker started", "mqtt", s.MQTTAddr(), "mqtt_tls", s.TLSAddr(), "http", s.HTTPAddr())
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	if s.httpLn != nil {
+		_ = s.httpLn.Close()
+	}
+	for _, l := range []*tcpListener{s.tcp, s.tls} {
+		if l != nil {
+			l.Close(func(string) {})
+		}
+	}
+}
+
+// MQTTAddr is the bound address of the MQTT TCP listener, or "".
+func (s *Server) MQTTAddr() string {
+	if s.tcp == nil {
+		return ""
+	}
+	return s.tcp.Address()
+}
+
+// TLSAddr is the bound address of the MQTT TLS listener, or "".
+func (s *Server) TLSAddr() string {
+	if s.tls == nil {
+		return ""
+	}
+	return s.tls.Address()
+}
+
+// HTTPAddr is the bound address of the HTTP listener, or "".
+func (s *Server) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// Shutdown stops accepting connections, disconnects every client with the
+// MQTT 5 "server shutting down" reason, flushes and closes the store. It
+// returns ctx.Err() if that takes longer than ctx allows (the work goes on
+// in the background). Safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		s.running.Store(false)
+		go func() {
+			defer close(s.stopped)
+			if s.httpSrv != nil {
+				hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = s.httpSrv.Shutdown(hctx)
+				cancel()
+			}
+			// Close disconnects clients (0x8B), waits for their goroutines,
+			// then stops hooks: the store flushes and closes last.
+			_ = s.mq.Close()
+			s.log.Info("sockmq broker stopped")
+		}()
+	})
+	select {
+	case <-s.stopped:
+		return s.shutdownErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Info returns a snapshot of mochi's counters.
+func (s *Server) clients() int64 { return atomic.LoadInt64(&s.mq.Info.ClientsConnected) }
+
+// disconnect closes a client with a reason code (used by revocation).
+func (s *Server) disconnect(cl *mqtt.Client, code packets.Code) {
+	_ = s.mq.DisconnectClient(cl, code)
+}
