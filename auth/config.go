@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"strings"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Config selects the password and ACL files. The zero value is an open
@@ -54,6 +56,7 @@ func (c Config) load() (*snapshot, error) {
 				err = plainTextError(pf, c.PasswordFile)
 				s.hashes = pf.hashes()
 				s.fakeIter = commonIterations(s.hashes)
+				s.fake = fakeFor(s.hashes, s.fakeIter)
 			}
 		}
 		if err != nil {
@@ -73,7 +76,9 @@ func (c Config) load() (*snapshot, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	s.fake = fakeHash(s.fakeIter)
+	if s.fake == nil {
+		s.fake = fakeHash(s.fakeIter)
+	}
 	return s, nil
 }
 
@@ -89,7 +94,10 @@ type wrapped struct {
 	err error
 }
 
+// Error returns the keyed message.
 func (w *wrapped) Error() string { return w.msg }
+
+// Unwrap returns the original error.
 func (w *wrapped) Unwrap() error { return w.err }
 
 // plainTextError reports plain-text entries, which the broker refuses.
@@ -121,4 +129,39 @@ func commonIterations(hashes map[string]*pwHash) int {
 		}
 	}
 	return best
+}
+
+// fakeFor returns the hash unknown users are verified against: one of the
+// file's most common kind, so that their cost matches a real user's. $7$
+// uses iter iterations; bcrypt uses the most common cost.
+func fakeFor(hashes map[string]*pwHash, iter int) *pwHash {
+	var n7, n6 int
+	costs := map[int]int{}
+	for _, h := range hashes {
+		switch h.kind {
+		case kindPBKDF2:
+			n7++
+		case kindSHA512:
+			n6++
+		case kindBcrypt:
+			if c, err := bcrypt.Cost([]byte(h.raw)); err == nil {
+				costs[c]++
+			}
+		}
+	}
+	cost, nb := 0, 0
+	for c, n := range costs {
+		if n > nb || (n == nb && c > cost) {
+			cost, nb = c, n
+		}
+	}
+	switch {
+	case nb > n7 && nb > n6:
+		if raw, err := bcrypt.GenerateFromPassword(randomBytes(16), cost); err == nil {
+			return &pwHash{kind: kindBcrypt, raw: string(raw)}
+		}
+	case n6 > n7:
+		return &pwHash{kind: kindSHA512, salt: randomBytes(saltLen), sum: randomBytes(sha512Len)}
+	}
+	return fakeHash(iter)
 }

@@ -171,9 +171,12 @@ func VerifyPassword(encoded string, password []byte) (bool, error) {
 // fakeHash returns a random $7$ hash that no password matches in practice.
 // Verifying an unknown user against it costs the same as a real $7$ check.
 func fakeHash(iterations int) *pwHash {
-	salt := make([]byte, saltLen)
-	sum := make([]byte, sha512Len)
-	rand.Read(salt)
-	rand.Read(sum)
-	return &pwHash{kind: kindPBKDF2, iter: iterations, salt: salt, sum: sum}
+	return &pwHash{kind: kindPBKDF2, iter: iterations, salt: randomBytes(saltLen), sum: randomBytes(sha512Len)}
+}
+
+// randomBytes returns n bytes from crypto/rand.
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func writeFile(t testing.TB, path, content string) {
@@ -144,6 +146,19 @@ func TestUnknownUserUsesCommonIterations(t *testing.T) {
 	}
 	if got := s.cur.Load().fake.iter; got != 500 {
 		t.Errorf("fake hash iterations = %d, want 500", got)
+	}
+	six := map[string]*pwHash{}
+	for _, u := range []string{"a", "b"} {
+		six[u], _ = parseHash(hashSHA512("x"))
+	}
+	if f := fakeFor(six, 101); f.kind != kindSHA512 || f.verify([]byte("x")) {
+		t.Errorf("fake for a $6$ file: kind %v", f.kind)
+	}
+	bc := map[string]*pwHash{"a": {kind: kindBcrypt, raw: "$2a$05$" + strings.Repeat("a", 53)}}
+	if f := fakeFor(bc, 101); f.kind != kindBcrypt {
+		t.Errorf("fake for a bcrypt file: kind %v", f.kind)
+	} else if c, _ := bcrypt.Cost([]byte(f.raw)); c != 5 {
+		t.Errorf("fake bcrypt cost %d, want 5", c)
 	}
 }
 

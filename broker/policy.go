@@ -48,8 +48,8 @@ func (h *policyHook) ID() string { return "sockmq-policy" }
 
 func (h *policyHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketSent,
-		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketSent, mqtt.OnPublish,
+		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish, mqtt.OnPacketRead:
 		return true
 	}
 	return false
@@ -164,10 +164,10 @@ func (h *policyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 		return true
 	}
 	if write {
-		if IsReservedTopic(topic) {
-			return false
+		if cl.Properties.ProtocolVersion < 5 {
+			return true // decided in OnPublish, see there
 		}
-		return h.mayWrite(cl, topic)
+		return !IsReservedTopic(topic) && h.mayWrite(cl, topic)
 	}
 	if strings.HasPrefix(topic, droppedWillTopic) {
 		return false
@@ -181,6 +181,36 @@ func (h *policyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 		return h.s.auth.Subscription(identityOf(cl), topic) != auth.SubDeny
 	}
 	return h.s.auth.Allowed(identityOf(cl), topic, auth.Read)
+}
+
+// OnPublish refuses a publish from an MQTT 3.1.1 client the way mosquitto
+// does: the message is acknowledged (3.1.1 has no way to say "not
+// authorized") and dropped. mochi would disconnect the client instead.
+// MQTT 5 clients were already refused in OnACLCheck with reason 0x87.
+func (h *policyHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || cl.Properties.ProtocolVersion >= 5 {
+		return pk, nil
+	}
+	if IsReservedTopic(pk.TopicName) || !h.mayWrite(cl, pk.TopicName) {
+		h.s.log.Debug("publish refused", "client", cl.ID, "user", usernameOf(cl), "topic", pk.TopicName)
+		return pk, packets.CodeSuccessIgnore
+	}
+	return pk, nil
+}
+
+// refusedTopic replaces topics that mochi would drop without an answer.
+const refusedTopic = ReservedClientIDPrefix + "refused"
+
+// OnPacketRead makes a publish to $SYS get a proper refusal: mochi drops it
+// before any ACL check without acknowledging it, which leaves a QoS 1/2
+// publisher waiting forever. Renamed into a reserved namespace, it is
+// refused by OnACLCheck/OnPublish like any forbidden topic.
+func (h *policyHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.TopicName != "" && !cl.Net.Inline &&
+		!strings.ContainsAny(pk.TopicName, "+#") && !mqtt.IsValidFilter(pk.TopicName, true) {
+		pk.TopicName = refusedTopic
+	}
+	return pk, nil
 }
 
 // isFilter reports whether s is a subscription filter rather than a topic

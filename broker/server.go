@@ -109,6 +109,7 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 			return nil, fmt.Errorf("add store hook: %w", err)
 		}
 	}
+	s.registerRevocation()
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.Handle("GET /metrics", s.metrics.handler(reg))
 	return s, nil
