@@ -56,5 +56,8 @@ func restoreQueueOrder(existing *mqtt.Client) {
 func (h *policyHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if existing, ok := h.s.mq.Clients.Get(cl.ID); ok && existing != cl {
 		restoreQueueOrder(existing)
+		if !existing.Closed() {
+			h.s.takeovers.Store(cl)
+		}
 	}
 }

@@ -12,9 +12,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// ReservedClientIDPrefix starts the client ids the broker keeps for itself
-// (its internal publisher, bridge sessions). Network clients cannot use them,
-// nor mochi's "inline".
+// ReservedClientIDPrefix starts the ids of the broker's own clients (its
+// internal publisher).
 const ReservedClientIDPrefix = "$sockmq/"
 
 // reservedTopicPrefixes are topic namespaces only the broker may publish to
@@ -32,9 +31,13 @@ func IsReservedTopic(topic string) bool {
 	return false
 }
 
-// IsReservedClientID reports whether id may not be used by a network client.
+// IsReservedClientID reports whether id may not be used by an MQTT client:
+// mochi's "inline" and every id starting with "$", which the broker keeps for
+// its own clients and for bridge sessions (so no MQTT client can pose as a
+// bridge socket in presence). MQTT only requires brokers to accept ids made
+// of 0-9, a-z and A-Z.
 func IsReservedClientID(id string) bool {
-	return id == mqtt.InlineClientId || strings.HasPrefix(id, ReservedClientIDPrefix)
+	return id == mqtt.InlineClientId || strings.HasPrefix(id, "$")
 }
 
 // policyHook enforces sockmq's connection policy and permissions on every
@@ -49,7 +52,8 @@ func (h *policyHook) ID() string { return "sockmq-policy" }
 func (h *policyHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketSent, mqtt.OnPublish,
-		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish, mqtt.OnPacketRead:
+		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish, mqtt.OnPacketRead,
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect:
 		return true
 	}
 	return false

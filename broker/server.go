@@ -47,6 +47,9 @@ type Server struct {
 	ws       *wsListener
 	tcp, tls *tcpListener
 
+	sessions  sessionTracker
+	takeovers clientSet
+
 	running      atomic.Bool
 	shutdownOnce sync.Once
 	shutdownErr  error

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -336,7 +337,15 @@ func toStored(cl string, pk packets.Packet, t string) storage.Message {
 	}
 }
 
+// volatileRetained is the prefix of retained topics that describe the
+// running process (presence): they are never stored, so no ghost survives a
+// restart, even after kill -9.
+const volatileRetained = "$presence/"
+
 func (h *storeHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	if strings.HasPrefix(pk.TopicName, volatileRetained) {
+		return
+	}
 	if r == -1 || len(pk.Payload) == 0 {
 		h.del(bucketRetained, []byte(pk.TopicName))
 		return

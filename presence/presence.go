@@ -1,0 +1,268 @@
+package presence
+
+import (
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Topics used by presence.
+const (
+	// ClientsPrefix is the prefix of the per-session retained documents.
+	ClientsPrefix = "$presence/clients/"
+	// ClientsFilter matches every per-session document.
+	ClientsFilter = "$presence/clients/+"
+	// ConnectedTopic carries an event for every new session.
+	ConnectedTopic = "$presence/connected"
+	// DisconnectedTopic carries an event for every ended session.
+	DisconnectedTopic = "$presence/disconnected"
+)
+
+// ReasonTakeover is the disconnect reason of a connection replaced by a new
+// one with the same id.
+const ReasonTakeover = "takeover"
+
+// Protocols in Session.Protocol.
+const (
+	ProtocolMQTT          = "mqtt"
+	ProtocolSocketCluster = "socketcluster"
+)
+
+// Session is one connected client, as published at $presence/clients/<id>.
+type Session struct {
+	// ID is the MQTT client id, or the bridge socket id.
+	ID string `json:"id"`
+	// User is the authenticated user name; empty for anonymous clients.
+	User string `json:"user,omitempty"`
+	// Protocol is "mqtt" or "socketcluster".
+	Protocol string `json:"protocol"`
+	// Transport is tcp, tls or websocket.
+	Transport string `json:"transport"`
+	// Remote is the client's network address.
+	Remote string `json:"remote"`
+	// ConnectedAt is when the session started.
+	ConnectedAt time.Time `json:"connected_at"`
+	// Conn identifies the connection behind the session: a takeover keeps
+	// the id and changes Conn.
+	Conn string `json:"conn"`
+}
+
+// Event is the payload of $presence/connected and $presence/disconnected.
+type Event struct {
+	Session
+	// Event is "connected" or "disconnected".
+	Event string `json:"event"`
+	// Reason says why a session ended: clean, will, timeout, takeover,
+	// kicked or shutdown.
+	Reason string `json:"reason,omitempty"`
+	// Takeover marks a connected event whose session replaced a live
+	// connection with the same id: no disconnected event is sent for the
+	// replaced connection, so viewers see no flap.
+	Takeover bool `json:"takeover,omitempty"`
+	// At is when the change happened.
+	At time.Time `json:"at"`
+}
+
+// Publisher publishes presence messages. The broker implements it (through
+// an adapter in cmd/sockmq); it must accept the reserved $presence topics.
+type Publisher interface {
+	PublishPresence(topic string, payload []byte, retain bool) error
+}
+
+// TopicID encodes a session id as one topic level: "%", "/", "+", "#", NUL
+// and other control characters become %XX, everything else is kept.
+func TopicID(id string) string {
+	const hex = "0123456789ABCDEF"
+	if !strings.ContainsFunc(id, needsEscape) {
+		return id
+	}
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c < 0x80 && needsEscape(rune(c)) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return r == '%' || r == '/' || r == '+' || r == '#' || r < 0x20 || r == 0x7f
+}
+
+// ClientTopic is the retained document topic of a session id.
+func ClientTopic(id string) string { return ClientsPrefix + TopicID(id) }
+
+type change struct {
+	join     bool
+	s        Session
+	reason   string
+	takeover bool
+	at       time.Time
+	flush    chan struct{}
+}
+
+// Tracker holds the current sessions and publishes every change.
+type Tracker struct {
+	pub Publisher
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	sessions map[string]Session // by id
+
+	qmu    sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
+	queue  chan change
+	done   chan struct{}
+}
+
+// New starts a tracker that publishes through pub.
+func New(pub Publisher, log *slog.Logger) *Tracker {
+	if log == nil {
+		log = slog.Default()
+	}
+	t := &Tracker{
+		pub: pub, log: log.With("component", "presence"),
+		sessions: make(map[string]Session),
+		queue:    make(chan change, 4096),
+		done:     make(chan struct{}),
+	}
+	go t.run()
+	return t
+}
+
+// enqueue hands c to the tracker goroutine; after Close it is dropped.
+func (t *Tracker) enqueue(c change) bool {
+	t.qmu.RLock()
+	defer t.qmu.RUnlock()
+	if t.closed {
+		return false
+	}
+	t.queue <- c
+	return true
+}
+
+// Connected records a new session. takeover says it replaces a live
+// connection with the same id.
+func (t *Tracker) Connected(s Session, takeover bool) {
+	t.enqueue(change{join: true, s: s, takeover: takeover, at: time.Now()})
+}
+
+// Disconnected records the end of the connection conn of session id. An end
+// of a connection that was already replaced changes nothing, and neither
+// does reason "takeover": the session goes on over the new connection, whose
+// Connected follows. An empty conn ends the session whatever its connection.
+func (t *Tracker) Disconnected(id, conn, reason string) {
+	t.enqueue(change{s: Session{ID: id, Conn: conn}, reason: reason, at: time.Now()})
+}
+
+// Flush waits until every change enqueued so far has been published.
+func (t *Tracker) Flush() {
+	ch := make(chan struct{})
+	if t.enqueue(change{flush: ch}) {
+		<-ch
+	}
+}
+
+// List returns the current sessions, ordered by connect time.
+func (t *Tracker) List() []Session {
+	t.mu.RLock()
+	out := make([]Session, 0, len(t.sessions))
+	for _, s := range t.sessions {
+		out = append(out, s)
+	}
+	t.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].ConnectedAt.Equal(out[j].ConnectedAt) {
+			return out[i].ConnectedAt.Before(out[j].ConnectedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Close publishes what is queued and stops the tracker. Sessions still
+// connected are left as they are: the broker shuts down right after, and
+// presence is never persisted.
+func (t *Tracker) Close() {
+	t.qmu.Lock()
+	if !t.closed {
+		t.closed = true
+		close(t.queue)
+	}
+	t.qmu.Unlock()
+	<-t.done
+}
+
+func (t *Tracker) run() {
+	defer close(t.done)
+	for c := range t.queue {
+		switch {
+		case c.flush != nil:
+			close(c.flush)
+		case c.join:
+			t.join(c)
+		default:
+			t.leave(c)
+		}
+	}
+}
+
+func (t *Tracker) join(c change) {
+	t.mu.Lock()
+	old, existed := t.sessions[c.s.ID]
+	t.sessions[c.s.ID] = c.s
+	t.mu.Unlock()
+	// A second connect for a live id without the broker flagging a takeover
+	// (e.g. the replaced connection's end is still queued) is a takeover too.
+	takeover := c.takeover || (existed && old.Conn != c.s.Conn)
+	t.publishDoc(c.s)
+	t.publishEvent(ConnectedTopic, Event{Session: c.s, Event: "connected", Takeover: takeover, At: c.at})
+}
+
+func (t *Tracker) leave(c change) {
+	if c.reason == ReasonTakeover {
+		return
+	}
+	t.mu.Lock()
+	cur, ok := t.sessions[c.s.ID]
+	if !ok || (c.s.Conn != "" && cur.Conn != c.s.Conn) {
+		t.mu.Unlock()
+		return // unknown, or a connection already replaced by a takeover
+	}
+	delete(t.sessions, c.s.ID)
+	t.mu.Unlock()
+	t.publish(ClientTopic(cur.ID), nil, true)
+	t.publishEvent(DisconnectedTopic, Event{Session: cur, Event: "disconnected", Reason: c.reason, At: c.at})
+}
+
+func (t *Tracker) publishDoc(s Session) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.log.Error("encode presence document", "error", err)
+		return
+	}
+	t.publish(ClientTopic(s.ID), b, true)
+}
+
+func (t *Tracker) publishEvent(topic string, ev Event) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.log.Error("encode presence event", "error", err)
+		return
+	}
+	t.publish(topic, b, false)
+}
+
+func (t *Tracker) publish(topic string, payload []byte, retain bool) {
+	if err := t.pub.PublishPresence(topic, payload, retain); err != nil {
+		t.log.Warn("presence publish failed", "topic", topic, "error", err)
+	}
+}
