@@ -54,6 +54,7 @@ func restoreQueueOrder(existing *mqtt.Client) {
 
 // OnSessionEstablish runs before mochi inherits an existing session.
 func (h *policyHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	h.s.wills.cancel(cl.ID) // a restored session's will is void once it reconnects
 	if existing, ok := h.s.mq.Clients.Get(cl.ID); ok && existing != cl {
 		restoreQueueOrder(existing)
 		if !existing.Closed() {

@@ -235,13 +235,22 @@ func (h *policyHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) 
 	if will.TopicName == droppedWillTopic {
 		return will, nil
 	}
+	// A takeover continues the session: a delayed will must not be sent
+	// (MQTT 5 3.1.3.2.2). mochi cancels it when the new connection is
+	// established, but the old connection may schedule it just after that.
+	if will.WillDelayInterval > 0 && errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		return dropWill(will), nil
+	}
 	if IsReservedTopic(will.TopicName) || !h.mayWrite(cl, will.TopicName) {
 		h.s.log.Info("will dropped: topic no longer permitted", "client", cl.ID, "user", usernameOf(cl), "topic", will.TopicName)
-		will.TopicName = droppedWillTopic
-		will.Retain = false
-		will.Payload = nil
+		return dropWill(will), nil
 	}
 	return will, nil
+}
+
+func dropWill(w mqtt.Will) mqtt.Will {
+	w.TopicName, w.Retain, w.Payload, w.User = droppedWillTopic, false, nil, nil
+	return w
 }
 
 // OnPacketSent counts refused connections by their CONNACK reason.

@@ -49,6 +49,7 @@ type Server struct {
 
 	sessions  sessionTracker
 	takeovers clientSet
+	wills     pendingWills
 
 	running      atomic.Bool
 	shutdownOnce sync.Once
@@ -199,6 +200,7 @@ func (s *Server) Start() (err error) {
 		return fmt.Errorf("start mqtt: %w", err)
 	}
 	s.running.Store(true)
+	s.resumeWills()
 	if s.httpSrv != nil {
 		go func() {
 			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -252,6 +254,7 @@ func (s *Server) HTTPAddr() string {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.running.Store(false)
+		s.wills.stopAll()
 		go func() {
 			defer close(s.stopped)
 			if s.httpSrv != nil {

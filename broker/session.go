@@ -182,3 +182,10 @@ func (c *clientSet) LoadAndDelete(cl *mqtt.Client) bool {
 	_, ok := c.m.LoadAndDelete(cl)
 	return ok
 }
+
+// SessionCount is the number of MQTT sessions currently connected.
+func (s *Server) SessionCount() int {
+	s.sessions.mu.Lock()
+	defer s.sessions.mu.Unlock()
+	return len(s.sessions.conns)
+}

@@ -60,6 +60,9 @@ type storeHook struct {
 	ops      chan storeOp
 	stopOnce sync.Once
 	done     chan struct{}
+
+	mu      sync.Mutex
+	records map[string]*clientRecord // sessions that outlive their connection, by client id
 }
 
 func openStore(dir string, sync bool, log *slog.Logger) (*storeHook, error) {
@@ -86,7 +89,7 @@ func openStore(dir string, sync bool, log *slog.Logger) (*storeHook, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialise store %s: %w", path, err)
 	}
-	h := &storeHook{db: db, log: log, ops: make(chan storeOp, 4096), done: make(chan struct{})}
+	h := &storeHook{db: db, log: log, ops: make(chan storeOp, 4096), done: make(chan struct{}), records: make(map[string]*clientRecord)}
 	go h.writer()
 	return h, nil
 }
@@ -207,9 +210,22 @@ func inflightKey(id string, pid uint16) []byte {
 	return strconv.AppendUint(append([]byte(id), 0), uint64(pid), 10)
 }
 
-func (h *storeHook) saveClient(cl *mqtt.Client) {
+// clientRecord is a stored session: mochi's record plus the time the
+// connection ended, so that a pending delayed will can be resumed after a
+// restart.
+type clientRecord struct {
+	storage.Client
+	// DisconnectedAt is when the last connection ended (unix milliseconds); zero while
+	// connected (after a crash it stays zero).
+	DisconnectedAt int64 `json:"disconnected_at_ms,omitempty"`
+}
+
+// newRecord builds the record of a session that was just established. It
+// runs on the client's goroutine before its read loop, the only time the
+// will can be read without racing mochi's delayed-will loop.
+func newRecord(cl *mqtt.Client) *clientRecord {
 	props := cl.Properties.Props
-	h.put(bucketClients, clientKey(cl.ID), storage.Client{
+	return &clientRecord{Client: storage.Client{
 		ID:              cl.ID,
 		T:               storage.ClientKey,
 		Remote:          cl.Net.Remote,
@@ -230,21 +246,42 @@ func (h *storeHook) saveClient(cl *mqtt.Client) {
 			MaximumPacketSize:         props.MaximumPacketSize,
 		},
 		Will: storage.ClientWill(cl.Properties.Will),
-	})
+	}}
+}
+
+// saveRecord stores a copy of rec (the caller holds h.mu).
+func (h *storeHook) saveRecord(rec *clientRecord) {
+	h.put(bucketClients, clientKey(rec.ID), *rec)
 }
 
 func (h *storeHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	if sessionOutlivesConnection(cl) {
-		h.saveClient(cl)
+	if !sessionOutlivesConnection(cl) {
+		// A clean start replaces any stored session of the same id.
+		h.mu.Lock()
+		delete(h.records, cl.ID)
+		h.mu.Unlock()
+		h.deleteClient(cl.ID)
 		return
 	}
-	// A clean start replaces any stored session of the same id.
-	h.deleteClient(cl.ID)
+	rec := newRecord(cl)
+	h.mu.Lock()
+	h.records[cl.ID] = rec
+	h.saveRecord(rec)
+	h.mu.Unlock()
 }
 
+// OnWillSent clears the stored will once it has been published (at once,
+// or after its delay from mochi's event loop).
 func (h *storeHook) OnWillSent(cl *mqtt.Client, _ packets.Packet) {
-	if sessionOutlivesConnection(cl) {
-		h.saveClient(cl)
+	h.clearWill(cl.ID)
+}
+
+func (h *storeHook) clearWill(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rec, ok := h.records[id]; ok && rec.Will.Flag != 0 {
+		rec.Will = storage.ClientWill{}
+		h.saveRecord(rec)
 	}
 }
 
@@ -252,16 +289,43 @@ func (h *storeHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if cl.Net.Inline {
 		return
 	}
-	if expire && !errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+	cause := cl.StopCause()
+	if errors.Is(cause, packets.ErrSessionTakenOver) {
+		return // the session lives on in the new connection, which owns the record
+	}
+	if expire {
+		h.mu.Lock()
+		delete(h.records, cl.ID)
+		h.mu.Unlock()
 		h.deleteClient(cl.ID)
 		return
 	}
-	if !expire && sessionOutlivesConnection(cl) {
-		h.saveClient(cl) // the session expiry may have changed at DISCONNECT
+	if !sessionOutlivesConnection(cl) {
+		return
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rec, ok := h.records[cl.ID]
+	if !ok {
+		return
+	}
+	// The session expiry may have changed at DISCONNECT.
+	rec.Properties.SessionExpiryInterval = cl.Properties.Props.SessionExpiryInterval
+	rec.DisconnectedAt = time.Now().UnixMilli()
+	// After a clean DISCONNECT the will is discarded; without a delay it was
+	// published before this hook. Only a delayed will is still pending.
+	if cause == nil || errors.Is(cause, packets.CodeDisconnect) || rec.Will.WillDelayInterval == 0 {
+		rec.Will = storage.ClientWill{}
+	}
+	h.saveRecord(rec)
 }
 
-func (h *storeHook) OnClientExpired(cl *mqtt.Client) { h.deleteClient(cl.ID) }
+func (h *storeHook) OnClientExpired(cl *mqtt.Client) {
+	h.mu.Lock()
+	delete(h.records, cl.ID)
+	h.mu.Unlock()
+	h.deleteClient(cl.ID)
+}
 
 // deleteClient removes a session with its subscriptions and queued messages.
 // The deletes go through the writer queue, so they also cover records that
@@ -398,8 +462,35 @@ func loadAll[T any](h *storeHook, bucket []byte) ([]T, error) {
 	return out, err
 }
 
+// StoredClients loads the stored sessions and keeps their records, so that
+// later updates (and resumed wills) start from what was stored.
 func (h *storeHook) StoredClients() ([]storage.Client, error) {
-	return loadAll[storage.Client](h, bucketClients)
+	recs, err := loadAll[clientRecord](h, bucketClients)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storage.Client, len(recs))
+	h.mu.Lock()
+	for i := range recs {
+		rec := recs[i]
+		h.records[rec.ID] = &rec
+		out[i] = rec.Client
+	}
+	h.mu.Unlock()
+	return out, nil
+}
+
+// pendingWills returns the restored sessions whose will was not sent yet.
+func (h *storeHook) pendingWills() []clientRecord {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []clientRecord
+	for _, rec := range h.records {
+		if rec.Will.Flag != 0 {
+			out = append(out, *rec)
+		}
+	}
+	return out
 }
 
 func (h *storeHook) StoredSubscriptions() ([]storage.Subscription, error) {
