@@ -78,6 +78,10 @@ type Limits struct {
 	// written; when it is full further messages to that client are dropped
 	// and counted. Default 1024.
 	MaxQueuedMessages int32 `yaml:"max_queued_messages"`
+	// MaxSubscriptions caps the subscriptions one MQTT client may hold;
+	// filters beyond it are refused in SUBACK (0x87 / 0x80). Zero means the
+	// default, 10000.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
 	// MaxInflight is the number of QoS 1/2 messages kept per session,
 	// including those queued for offline persistent sessions. Default 8192.
 	MaxInflight uint16 `yaml:"max_inflight"`
@@ -125,6 +129,7 @@ func Defaults() Config {
 			MaxPacketSize:     1 << 20,
 			ConnectTimeout:    10 * time.Second,
 			MaxQueuedMessages: 1024,
+			MaxSubscriptions:  10000,
 			MaxInflight:       8192,
 		},
 		Persistence: Persistence{Enabled: true, DataDir: "./data", Sync: true},
@@ -190,6 +195,9 @@ func (c Config) Validate() error {
 	if lim.ConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("limits.connect_timeout: %v must be >= 0", lim.ConnectTimeout))
 	}
+	if lim.MaxSubscriptions < 0 {
+		errs = append(errs, fmt.Errorf("limits.max_subscriptions: %d must be >= 0", lim.MaxSubscriptions))
+	}
 	if lim.MaxQueuedMessages < 0 {
 		errs = append(errs, fmt.Errorf("limits.max_queued_messages: %d must be >= 0", lim.MaxQueuedMessages))
 	}
@@ -231,6 +239,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Limits.MaxQueuedMessages == 0 {
 		c.Limits.MaxQueuedMessages = 1024
+	}
+	if c.Limits.MaxSubscriptions == 0 {
+		c.Limits.MaxSubscriptions = 10000
 	}
 	if c.Limits.MaxInflight == 0 {
 		c.Limits.MaxInflight = 8192

@@ -3,7 +3,9 @@ package broker
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -15,6 +17,23 @@ import (
 type trackedConn struct {
 	net.Conn
 	connected atomic.Bool
+}
+
+// errPanic reports a connection that crashed its handler.
+var errPanic = errors.New("internal error while handling the connection")
+
+// runGuarded runs a connection's handler and turns a panic (a bug, perhaps
+// triggered by a malformed packet) into the end of that one connection
+// instead of the end of the process.
+func runGuarded(log *slog.Logger, conn net.Conn, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("panic while handling a connection; connection closed", "remote", conn.RemoteAddr().String(), "panic", r, "stack", string(debug.Stack()))
+			_ = conn.Close()
+			err = errPanic
+		}
+	}()
+	return fn()
 }
 
 func isTimeout(err error) bool {

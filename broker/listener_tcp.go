@@ -92,7 +92,7 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		}
 		tc := &trackedConn{Conn: conn}
 		go func() {
-			err := establish(l.id, tc)
+			err := runGuarded(l.log, conn, func() error { return establish(l.id, tc) })
 			l.onEnd(conn.RemoteAddr().String(), err, tc.connected.Load())
 		}()
 	}

@@ -97,7 +97,7 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 	}
 	tc := &trackedConn{Conn: conn}
-	err = establish(l.id, tc)
+	err = runGuarded(l.log, conn, func() error { return establish(l.id, tc) })
 	conn.closeWith(websocket.CloseNormalClosure)
 	l.onEnd(conn.RemoteAddr().String(), err, tc.connected.Load())
 }

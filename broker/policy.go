@@ -53,7 +53,7 @@ func (h *policyHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketSent, mqtt.OnPublish,
 		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish, mqtt.OnPacketRead,
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect:
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribe:
 		return true
 	}
 	return false
@@ -173,8 +173,8 @@ func (h *policyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 		}
 		return !IsReservedTopic(topic) && h.mayWrite(cl, topic)
 	}
-	if strings.HasPrefix(topic, droppedWillTopic) {
-		return false
+	if strings.HasPrefix(topic, ReservedClientIDPrefix) {
+		return false // the broker's own namespace: dropped wills, refused filters
 	}
 	if h.s.auth == nil {
 		return true
@@ -215,6 +215,32 @@ func (h *policyHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		pk.TopicName = refusedTopic
 	}
 	return pk, nil
+}
+
+// overQuotaFilter replaces filters beyond limits.max_subscriptions: it is
+// valid, lies in the reserved namespace, and is refused by OnACLCheck, so
+// the client gets a failure code for exactly those filters.
+const overQuotaFilter = ReservedClientIDPrefix + "subscription-limit"
+
+// OnSubscribe enforces limits.max_subscriptions per client.
+func (h *policyHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	max := h.s.cfg.Limits.MaxSubscriptions
+	if cl.Net.Inline || max <= 0 {
+		return pk
+	}
+	n := cl.State.Subscriptions.Len()
+	for i, f := range pk.Filters {
+		if _, exists := cl.State.Subscriptions.Get(f.Filter); exists {
+			continue // re-subscribing replaces, it does not add
+		}
+		if n >= max {
+			h.s.log.Info("subscription refused: limits.max_subscriptions reached", "client", cl.ID, "filter", f.Filter, "max_subscriptions", max)
+			pk.Filters[i].Filter = overQuotaFilter
+			continue
+		}
+		n++
+	}
+	return pk
 }
 
 // isFilter reports whether s is a subscription filter rather than a topic

@@ -89,6 +89,7 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 		Capabilities:           caps,
 		Logger:                 slog.New(quietHandler{log.With("component", "mqtt").Handler()}),
 		SysTopicResendInterval: 10,
+		InlineClient:           true, // Server.Subscribe (the bridge's fan-out) needs it
 	})
 	s := &Server{
 		cfg: cfg, log: log, mq: mq, auth: auth,

@@ -24,7 +24,7 @@ func TestDocumentedExampleParsesAndMatchesDefaults(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join("..", "config.yaml"))
 	for _, key := range []string{
 		"listeners:", "mqtt:", "mqtt_tls:", "http:", "address:", "cert_file:", "key_file:", "mqtt_path:",
-		"limits:", "max_connections:", "max_packet_size:", "connect_timeout:", "max_queued_messages:", "max_inflight:",
+		"limits:", "max_connections:", "max_packet_size:", "connect_timeout:", "max_queued_messages:", "max_subscriptions:", "max_inflight:",
 		"keepalive_min:", "keepalive_max:", "max_message_expiry:", "max_session_expiry:",
 		"persistence:", "enabled:", "data_dir:", "sync:", "logging:", "level:", "format:",
 		"auth:", "password_file:", "acl_file:", "allow_anonymous:", "bridge:", "lwt:",
