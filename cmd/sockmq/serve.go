@@ -18,6 +18,7 @@ import (
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/broker"
 	"github.com/sockmq/sockmq/config"
+	"github.com/sockmq/sockmq/presence"
 )
 
 // shutdownTimeout bounds a graceful shutdown; a second signal skips it.
@@ -139,10 +140,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 
 // app is the running process: every component, wired together.
 type app struct {
-	log    *slog.Logger
-	auth   *auth.Service
-	broker *broker.Server
-	cancel context.CancelFunc
+	log      *slog.Logger
+	auth     *auth.Service
+	broker   *broker.Server
+	presence *presence.Tracker
+	cancel   context.CancelFunc
 }
 
 func start(cfg config.File, log *slog.Logger) (*app, error) {
@@ -155,13 +157,15 @@ func start(cfg config.File, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	tracker := wirePresence(b, log)
 	if err := b.Start(); err != nil {
 		_ = b.Shutdown(context.Background())
+		tracker.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go authSvc.Watch(ctx, time.Second)
-	return &app{log: log, auth: authSvc, broker: b, cancel: cancel}, nil
+	return &app{log: log, auth: authSvc, broker: b, presence: tracker, cancel: cancel}, nil
 }
 
 func (a *app) reload() {
@@ -173,5 +177,7 @@ func (a *app) reload() {
 
 func (a *app) shutdown(ctx context.Context) error {
 	a.cancel()
-	return a.broker.Shutdown(ctx)
+	err := a.broker.Shutdown(ctx)
+	a.presence.Close()
+	return err
 }

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/sockmq/sockmq/internal/testutil"
+	"github.com/sockmq/sockmq/presence"
+)
+
+// binary is the sockmq binary built once for the process-level tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sockmq-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "sockmq")
+	if out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build sockmq: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	cmd        *exec.Cmd
+	mqtt, http string
+	out        *bytes.Buffer
+}
+
+// writeConfig writes a config on free loopback ports with its data in dir.
+func writeConfig(t *testing.T, dir string) (path, mqttAddr, httpAddr string) {
+	t.Helper()
+	mqttAddr, httpAddr = freePort(t), freePort(t)
+	path = filepath.Join(dir, "config.yaml")
+	cfg := fmt.Sprintf("listeners:\n  mqtt: {address: %q}\n  http: {address: %q}\npersistence: {data_dir: %q}\nlogging: {level: debug}\n",
+		mqttAddr, httpAddr, filepath.Join(dir, "data"))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, mqttAddr, httpAddr
+}
+
+// startProc runs `sockmq serve -c path` and waits for /healthz.
+func startProc(t *testing.T, path, mqttAddr, httpAddr string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binary, "serve", "-c", path), mqtt: mqttAddr, http: httpAddr, out: &bytes.Buffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("sockmq output:\n%s", p.out)
+		}
+	})
+	testutil.WaitFor(t, 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "sockmq to answer /healthz")
+	return p
+}
+
+func TestKillNineLeavesNoPresenceGhosts(t *testing.T) {
+	dir := t.TempDir()
+	path, mqttAddr, httpAddr := writeConfig(t, dir)
+	p := startProc(t, path, mqttAddr, httpAddr)
+	viewer := testutil.MustConnect5(t, p.mqtt, "viewer-1")
+	viewer.Sub(t, presence.ClientsFilter, 1)
+	testutil.MustConnect5(t, p.mqtt, "ghost-1")
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		for {
+			select {
+			case m := <-viewer.Msgs:
+				if m.Topic == presence.ClientTopic("ghost-1") {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	}, "ghost-1 to appear in presence")
+
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+
+	p2 := startProc(t, path, mqttAddr, httpAddr)
+	v2 := testutil.MustConnect5(t, p2.mqtt, "viewer-2")
+	v2.Sub(t, "sentinel", 1)
+	v2.Sub(t, presence.ClientsFilter, 1)
+	v2.Pub(t, "sentinel", 1, false, "end of the retained list")
+	for {
+		m := v2.Next(t)
+		if m.Topic == "sentinel" {
+			break
+		}
+		var s presence.Session
+		_ = json.Unmarshal(m.Payload, &s)
+		if s.ID != "viewer-2" && len(m.Payload) > 0 {
+			t.Fatalf("after kill -9 and restart, presence still lists %s: %s", m.Topic, m.Payload)
+		}
+	}
+}
+
+func TestServeExitsCleanlyOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	path, mqttAddr, httpAddr := writeConfig(t, dir)
+	p := startProc(t, path, mqttAddr, httpAddr)
+	c, _, err := testutil.Connect5(t, testutil.Dial(t, p.mqtt), &paho.Connect{ClientID: "c", CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.out)
+	}
+	if d := time.Since(start); d > shutdownTimeout {
+		t.Fatalf("shutdown took %v", d)
+	}
+	select {
+	case d := <-c.Disconnected:
+		if d.ReasonCode != 0x8B {
+			t.Fatalf("client got DISCONNECT 0x%x, want 0x8B", d.ReasonCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("client got no DISCONNECT")
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	good, _, _ := writeConfig(t, dir)
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("listeners:\n  mqtt: {address: nope}\nlimits: {conect_timeout: 1s}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "-c", good}, nil, &out, &errb); code != 0 {
+		t.Fatalf("valid config: exit %d: %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"check", "-c", bad}, nil, &out, &errb); code != 1 {
+		t.Fatalf("invalid config: exit %d, want 1", code)
+	}
+	if !strings.Contains(errb.String(), "conect_timeout") {
+		t.Fatalf("check output does not name the unknown key: %s", errb.String())
+	}
+	errb.Reset()
+	if err := os.WriteFile(bad, []byte("listeners:\n  mqtt: {address: nope}\n  http: {address: alsonope}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run([]string{"check", "-c", bad}, nil, &out, &errb)
+	for _, key := range []string{"listeners.mqtt.address", "listeners.http.address"} {
+		if !strings.Contains(errb.String(), key) {
+			t.Errorf("check output lacks %s: %s", key, errb.String())
+		}
+	}
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"check", "--help"}, {"passwd", "--help"}, {"help"}, {"version"}} {
+		out.Reset()
+		errb.Reset()
+		if code := run(args, nil, &out, &errb); code != 0 {
+			t.Errorf("sockmq %v: exit %d", args, code)
+		}
+		if out.Len()+errb.Len() == 0 {
+			t.Errorf("sockmq %v printed nothing", args)
+		}
+	}
+	if code := run([]string{"frobnicate"}, nil, &out, &errb); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
