@@ -2,6 +2,8 @@ package presence_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/broker"
 	"github.com/sockmq/sockmq/internal/testutil"
 	"github.com/sockmq/sockmq/presence"
@@ -239,5 +242,76 @@ func TestClientsCannotWritePresence(t *testing.T) {
 	testutil.MustConnect5(t, b.MQTTAddr(), "real")
 	if m := viewer.Next(t); m.Topic != presence.ClientTopic("real") {
 		t.Fatalf("viewer saw %s %q", m.Topic, m.Payload)
+	}
+}
+
+func TestPresenceReadableOnlyAsTheACLAllows(t *testing.T) {
+	dir := t.TempDir()
+	var pf auth.PasswordFile
+	for _, u := range []string{"ops", "device"} {
+		if _, err := pf.Set(u, u+"-pw", auth.DefaultIterations); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pw, acl := filepath.Join(dir, "passwd"), filepath.Join(dir, "acl")
+	if err := pf.Save(pw); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(acl, []byte("user ops\ntopic read $presence/#\ntopic read #\nuser device\ntopic readwrite #\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := auth.New(auth.Config{PasswordFile: pw, ACLFile: acl}, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(testutil.BrokerConfig(t), svc, nil, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := presence.New(pub{b}, testutil.Logger(t))
+	b.OnSession(func(ev broker.SessionEvent) {
+		if ev.Connected {
+			tr.Connected(presence.Session{ID: ev.ClientID, User: ev.Username, Protocol: "mqtt", Conn: strconv.FormatUint(ev.Conn, 10)}, ev.Takeover)
+		}
+	})
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Shutdown(ctx)
+		tr.Close()
+	})
+	loginAs := func(id, user string) *testutil.Client5 {
+		c, _, err := testutil.Connect5(t, testutil.Dial(t, b.MQTTAddr()), &paho.Connect{ClientID: id, CleanStart: true,
+			Username: user, UsernameFlag: true, Password: []byte(user + "-pw"), PasswordFlag: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ops, device := loginAs("ops", "ops"), loginAs("device", "device")
+	settled(t, tr, "ops", "device")
+	if rc := device.Sub(t, presence.ClientsFilter, 1); rc[0] != 0x87 {
+		t.Fatalf("device (no $presence grant) subscribing to presence: 0x%x, want 0x87", rc[0])
+	}
+	device.Sub(t, "#", 1) // "#" never matches $ topics
+	if rc := ops.Sub(t, presence.ClientsFilter, 1); rc[0] != 1 {
+		t.Fatalf("ops subscribing to presence: 0x%x", rc[0])
+	}
+	got := map[string]bool{}
+	for range 2 {
+		got[ops.Next(t).Topic] = true
+	}
+	if !got[presence.ClientTopic("ops")] || !got[presence.ClientTopic("device")] {
+		t.Fatalf("ops got %v", got)
+	}
+	loginAs("third", "device")
+	_ = ops.Next(t) // ops sees the join
+	ops.Pub(t, "plain/topic", 0, false, "")
+	device.Pub(t, "plain/marker", 1, false, "marker")
+	if m := device.Next(t); m.Topic != "plain/marker" {
+		t.Fatalf("device subscribed to # received %s", m.Topic)
 	}
 }
