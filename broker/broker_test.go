@@ -141,13 +141,7 @@ func TestMQTTOverWebSocket(t *testing.T) {
 
 func TestRestartKeepsRetainedAndQueuedMessages(t *testing.T) {
 	cfg := testutil.BrokerConfig(t)
-	b1, err := broker.New(cfg, nil, nil, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b1.Start(); err != nil {
-		t.Fatal(err)
-	}
+	b1 := testutil.StartBroker(t, cfg, nil) // Shutdown is idempotent: the test may stop it first
 	expiry := uint32(3600)
 	persistent := func(addr string) (*testutil.Client5, *paho.Connack) {
 		c, ca, err := testutil.Connect5(t, testutil.Dial(t, addr), &paho.Connect{
@@ -306,13 +300,7 @@ func TestReservedClientIDsRefused(t *testing.T) {
 
 func TestHealthzMetricsAndGracefulShutdown(t *testing.T) {
 	cfg := testutil.BrokerConfig(t)
-	b, err := broker.New(cfg, nil, nil, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
+	b := testutil.StartBroker(t, cfg, nil) // Shutdown is idempotent: the test may stop it first
 	if body := getBody(t, "http://"+b.HTTPAddr()+"/healthz"); !strings.Contains(body, `"status":"ok"`) {
 		t.Fatalf("/healthz: %s", body)
 	}

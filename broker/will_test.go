@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"fmt"
-	"github.com/sockmq/sockmq/broker"
 	"testing"
 	"time"
 
@@ -173,13 +172,7 @@ func TestWillDelay(t *testing.T) {
 // its delay runs out.
 func TestDelayedWillSurvivesRestart(t *testing.T) {
 	cfg := testutil.BrokerConfig(t)
-	b1, err := broker.New(cfg, nil, nil, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b1.Start(); err != nil {
-		t.Fatal(err)
-	}
+	b1 := testutil.StartBroker(t, cfg, nil) // Shutdown is idempotent: the test may stop it first
 	delay, expiry := uint32(2), uint32(300)
 	c, _, err := testutil.Connect5(t, testutil.Dial(t, b1.MQTTAddr()), &paho.Connect{
 		ClientID: "sensor-7", CleanStart: false,
