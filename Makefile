@@ -34,6 +34,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePasswordFile -fuzztime 20s ./auth
 	$(GO) test -run '^$$' -fuzz FuzzParseACL -fuzztime 20s ./auth
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 20s ./internal/scproto
 
 clean:
 	rm -rf bin data

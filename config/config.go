@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
 )
 
@@ -32,13 +33,10 @@ type File struct {
 	// Auth configures password-file authentication and the ACL.
 	Auth auth.Config `yaml:"auth"`
 	// Bridge configures the SocketCluster bridge.
-	Bridge Bridge `yaml:"bridge"`
+	Bridge bridge.Config `yaml:"bridge"`
 	// LWT configures last wills for bridge clients.
 	LWT LWT `yaml:"lwt"`
 }
-
-// Bridge is reserved for the SocketCluster bridge settings.
-type Bridge struct{}
 
 // LWT is reserved for last-will settings.
 type LWT struct{}
@@ -60,6 +58,7 @@ func Default() File {
 		Limits:      b.Limits,
 		Persistence: b.Persistence,
 		Logging:     Logging{Level: "info", Format: "text"},
+		Bridge:      bridge.Defaults(),
 	}
 }
 
@@ -126,10 +125,32 @@ func (f File) Validate() error {
 	if err := f.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := f.Bridge.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := f.checkBridgePath(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := f.checkExposure(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkBridgePath refuses a bridge path that collides with another handler
+// on the HTTP listener.
+func (f File) checkBridgePath() error {
+	if !f.Bridge.Enabled || f.Bridge.Validate() != nil {
+		return nil
+	}
+	mqttPath := strings.TrimRight(f.Listeners.HTTP.MQTTPath, "/")
+	for _, p := range f.Bridge.Paths() {
+		p = strings.TrimRight(p, "/")
+		if p == mqttPath || p == "/healthz" || p == "/metrics" {
+			return fmt.Errorf("bridge.path: %q collides with %s on the HTTP listener", f.Bridge.Path, p)
+		}
+	}
+	return nil
 }
 
 // checkExposure refuses anonymous access on a non-loopback listener unless

@@ -28,6 +28,8 @@ func TestDocumentedExampleParsesAndMatchesDefaults(t *testing.T) {
 		"keepalive_min:", "keepalive_max:", "max_message_expiry:", "max_session_expiry:",
 		"persistence:", "enabled:", "data_dir:", "sync:", "logging:", "level:", "format:",
 		"auth:", "password_file:", "acl_file:", "allow_anonymous:", "bridge:", "lwt:",
+		"path:", "topic_prefix:", "protocol_version:", "ping_interval:", "ping_timeout:", "handshake_timeout:",
+		"max_frame_size:", "max_subscriptions:", "max_queue_bytes:", "write_timeout:", "allowed_origins:", "auth_key:", "token_expiry:",
 	} {
 		if !strings.Contains(string(data), key) {
 			t.Errorf("config.yaml does not document %s", key)
@@ -61,7 +63,21 @@ limits:
 persistence: {enabled: false, data_dir: /tmp/x, sync: false}
 logging: {level: debug, format: json}
 auth: {password_file: "", acl_file: "", allow_anonymous: true}
-bridge: {}
+bridge:
+  enabled: false
+  path: /sc
+  topic_prefix: "sc/"
+  protocol_version: 1
+  ping_interval: 2s
+  ping_timeout: 9s
+  handshake_timeout: 3s
+  max_frame_size: 4096
+  max_subscriptions: 7
+  max_queue_bytes: 65536
+  write_timeout: 4s
+  allowed_origins: [https://app.example.com]
+  auth_key: 0123456789abcdef0123
+  token_expiry: 1h
 lwt: {}
 `))
 	if err != nil {
@@ -74,6 +90,13 @@ lwt: {}
 		l.MaxSessionExpiry != 24*time.Hour || f.Persistence.Enabled || f.Persistence.Sync || f.Logging.Format != "json" ||
 		f.Auth.AllowAnonymous == nil || !*f.Auth.AllowAnonymous {
 		t.Fatalf("parsed values wrong: %+v", f)
+	}
+	br := f.Bridge
+	if br.Enabled || br.Path != "/sc" || br.TopicPrefix != "sc/" || br.ProtocolVersion != "1" || br.PingInterval != 2*time.Second ||
+		br.PingTimeout != 9*time.Second || br.HandshakeTimeout != 3*time.Second || br.MaxFrameSize != 4096 || br.MaxSubscriptions != 7 ||
+		br.MaxQueueBytes != 65536 || br.WriteTimeout != 4*time.Second || len(br.AllowedOrigins) != 1 || br.AuthKey != "0123456789abcdef0123" ||
+		br.TokenExpiry != time.Hour {
+		t.Fatalf("bridge values wrong: %+v", br)
 	}
 }
 
@@ -92,6 +115,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad level", "logging: {level: loud}\n", []string{"logging.level:"}},
 		{"missing password file", "auth: {password_file: /nonexistent/pw}\n", []string{"auth.password_file:"}},
 		{"anonymous on the network", "listeners:\n  mqtt: {address: '0.0.0.0:1883'}\n", []string{"auth:", "listeners.mqtt.address", "allow_anonymous"}},
+		{"bridge values", "bridge: {protocol_version: 3, ping_interval: 30s, ping_timeout: 10s, max_queue_bytes: -1, auth_key: short}\n",
+			[]string{"bridge.protocol_version:", "bridge.ping_interval:", "bridge.max_queue_bytes:", "bridge.auth_key:"}},
+		{"bridge path collides", "bridge: {path: /mqtt}\n", []string{"bridge.path:", "/mqtt"}},
 		{"several at once", "listeners:\n  mqtt: {address: x}\nlimits: {max_packet_size: 300000000}\nlogging: {format: xml}\n",
 			[]string{"listeners.mqtt.address:", "limits.max_packet_size:", "logging.format:"}},
 	}

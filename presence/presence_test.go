@@ -2,10 +2,10 @@ package presence_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/presence"
@@ -144,6 +145,7 @@ type app struct {
 	auth     *auth.Service
 	broker   *broker.Server
 	presence *presence.Tracker
+	bridge   *bridge.Handler // nil when disabled
 	cancel   context.CancelFunc
 }
 
@@ -158,14 +160,49 @@ func start(cfg config.File, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	tracker := wirePresence(b, log)
+	br, err := startBridge(cfg, b, authSvc, reg, log)
+	if err != nil {
+		_ = b.Shutdown(context.Background())
+		tracker.Close()
+		return nil, err
+	}
 	if err := b.Start(); err != nil {
+		if br != nil {
+			_ = br.Shutdown(context.Background())
+		}
 		_ = b.Shutdown(context.Background())
 		tracker.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go authSvc.Watch(ctx, time.Second)
-	return &app{log: log, auth: authSvc, broker: b, presence: tracker, cancel: cancel}, nil
+	return &app{log: log, auth: authSvc, broker: b, presence: tracker, bridge: br, cancel: cancel}, nil
+}
+
+// startBridge builds the SocketCluster bridge and mounts it on the broker's
+// HTTP listener (before the broker starts). It returns nil when the bridge
+// is disabled or there is no HTTP listener.
+func startBridge(cfg config.File, b *broker.Server, authSvc *auth.Service, reg prometheus.Registerer, log *slog.Logger) (*bridge.Handler, error) {
+	if !cfg.Bridge.Enabled {
+		return nil, nil
+	}
+	if cfg.Listeners.HTTP.Address == "" {
+		log.Warn("bridge.enabled is true but listeners.http.address is empty: the SocketCluster bridge is not served")
+		return nil, nil
+	}
+	br, err := bridge.New(cfg.Bridge, bridge.Options{
+		Broker:     brokerAdapter{b},
+		Authorizer: authAdapter{authSvc},
+		Registerer: reg,
+		DataDir:    cfg.Persistence.DataDir,
+	}, log.With("component", "bridge"))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range br.Paths() {
+		b.Handle(p, br)
+	}
+	return br, nil
 }
 
 func (a *app) reload() {
@@ -177,7 +214,13 @@ func (a *app) reload() {
 
 func (a *app) shutdown(ctx context.Context) error {
 	a.cancel()
-	err := a.broker.Shutdown(ctx)
+	// Bridge sockets go first (1001: clients reconnect after back-off),
+	// then the broker.
+	var berr error
+	if a.bridge != nil {
+		berr = a.bridge.Shutdown(ctx)
+	}
+	err := errors.Join(berr, a.broker.Shutdown(ctx))
 	a.presence.Close()
 	return err
 }

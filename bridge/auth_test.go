@@ -1,0 +1,414 @@
+package bridge_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/bridge"
+	"github.com/sockmq/sockmq/internal/scproto"
+	"github.com/sockmq/sockmq/internal/testutil"
+)
+
+const testAuthKey = "0123456789abcdef-test-key"
+
+var users = map[string]string{"alice": "alice-pw", "bob": "bob-pw", "device": "device-pw"}
+
+const testACL = `
+topic read public/#
+
+user alice
+topic readwrite alice/#
+topic read sensors/#
+topic deny sensors/private/#
+
+user bob
+topic read news/#
+
+user device
+topic readwrite #
+`
+
+// authStack starts a stack with a password file, an ACL and anonymous
+// access off. It returns the stack and the directory of the two files.
+func authStack(t *testing.T, cfg bridge.Config) (*stack, string) {
+	t.Helper()
+	dir := t.TempDir()
+	no := false
+	svc, err := auth.New(auth.Config{
+		PasswordFile:   writeFile(t, dir, "passwd", passwd(t, users)),
+		ACLFile:        writeFile(t, dir, "acl", testACL),
+		AllowAnonymous: &no,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AuthKey = testAuthKey
+	return startStack(t, cfg, svc), dir
+}
+
+func (st *stack) device(t *testing.T) *testutil.Client5 {
+	t.Helper()
+	c, _, err := testutil.Connect5(t, testutil.Dial(t, st.b.MQTTAddr()), &paho.Connect{
+		ClientID: "device", CleanStart: true, Username: "device", UsernameFlag: true, Password: []byte(users["device"]), PasswordFlag: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// login logs the socket in and returns the token from #setAuthToken.
+func (c *scClient) login(user string) string {
+	c.t.Helper()
+	r := c.invoke("login", map[string]string{"username": user, "password": users[user]})
+	if r.Error != nil {
+		c.t.Fatalf("login %s: %s", user, r.Error)
+	}
+	p := c.next(isEvent("#setAuthToken"), "#setAuthToken")
+	var d struct {
+		Token string `json:"token"`
+	}
+	_ = json.Unmarshal(p.Data, &d)
+	return d.Token
+}
+
+// claims is a token payload in the bridge's member order.
+type claims struct {
+	Username string `json:"username"`
+	IAT      int64  `json:"iat"`
+	EXP      int64  `json:"exp"`
+}
+
+// signToken builds an HS256 token independently of the bridge.
+func signToken(key string, c claims) string {
+	enc := base64.RawURLEncoding
+	h := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	b, _ := json.Marshal(c)
+	msg := h + "." + enc.EncodeToString(b)
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(msg))
+	return msg + "." + enc.EncodeToString(m.Sum(nil))
+}
+
+func TestAnonymousOff(t *testing.T) {
+	st, _ := authStack(t, testConfig())
+	st.h.RegisterProcedure("custom", func(context.Context, *bridge.Session, json.RawMessage) (any, error) { return "hi", nil })
+	c := st.connect(t)
+	for _, r := range []scproto.Packet{
+		c.invoke("#subscribe", `{"channel":"public/x"}`),
+		c.invoke("#publish", `{"channel":"public/x","data":1}`),
+		c.invoke("custom", 1),
+	} {
+		if errName(r) != bridge.ErrNameAuth || !strings.Contains(string(r.Error), "login") {
+			t.Errorf("anonymous action answered %s", r.Error)
+		}
+	}
+	wrong := c.invoke("login", map[string]string{"username": "alice", "password": "nope"})
+	unknown := c.invoke("login", map[string]string{"username": "mallory", "password": "nope"})
+	if errName(wrong) != bridge.ErrNameLogin || string(wrong.Error) != string(unknown.Error) {
+		t.Errorf("bad logins: %s / %s", wrong.Error, unknown.Error)
+	}
+	if c.count(isEvent("#setAuthToken")) != 0 {
+		t.Error("token sent after a failed login")
+	}
+	c.login("alice")
+	c.subscribe("alice/x")
+	if r := c.invoke("custom", 1); string(r.Data) != `"hi"` {
+		t.Errorf("procedure after login: %s %s", r.Data, r.Error)
+	}
+}
+
+func TestLoginTokenLifecycle(t *testing.T) {
+	st, _ := authStack(t, testConfig())
+	c := st.connect(t)
+	cid := c.call("login", map[string]string{"username": "alice", "password": users["alice"]})
+	// The reply comes first, then #setAuthToken.
+	var order []string
+	for len(order) < 2 {
+		p := c.next(func(p scproto.Packet) bool { return p.RID == cid || p.Event == "#setAuthToken" }, "login reply and token")
+		if p.HasRID {
+			order = append(order, "reply")
+			if string(p.Data) != `{"username":"alice"}` || p.Error != nil {
+				t.Errorf("login reply %s %s", p.Data, p.Error)
+			}
+		} else {
+			order = append(order, "token")
+			var d struct{ Token string }
+			_ = json.Unmarshal(p.Data, &d)
+			parts := strings.Split(d.Token, ".")
+			if len(parts) != 3 {
+				t.Fatalf("token %q", d.Token)
+			}
+			var got claims
+			body, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			_ = json.Unmarshal(body, &got)
+			if got.Username != "alice" || got.EXP-got.IAT != int64(bridge.DefaultTokenExpiry/time.Second) {
+				t.Errorf("claims %s", body)
+			}
+			if want := signToken(testAuthKey, claims{"alice", got.IAT, got.EXP}); want != d.Token {
+				t.Errorf("token is not HS256 over its claims with bridge.auth_key:\n got %s\nwant %s", d.Token, want)
+			}
+		}
+	}
+	if order[0] != "reply" {
+		t.Errorf("order %v", order)
+	}
+	c.subscribe("sensors/room1")
+
+	// A new connection with the token is authenticated at handshake.
+	var token string
+	c.mu.Lock()
+	for _, q := range c.packets {
+		if q.Event == "#setAuthToken" {
+			var d struct{ Token string }
+			_ = json.Unmarshal(q.Data, &d)
+			token = d.Token
+		}
+	}
+	c.mu.Unlock()
+	c2 := st.dial(t)
+	if hs := c2.handshake(&token); hs["isAuthenticated"] != true || hs["authError"] != nil {
+		t.Fatalf("handshake with token: %v", hs)
+	}
+	c2.subscribe("sensors/room1")
+
+	// #authenticate on an anonymous socket.
+	c3 := st.connect(t)
+	if r := c3.invoke("#authenticate", quote(token)); r.Error != nil || string(r.Data) != `{"isAuthenticated":true,"authError":null}` {
+		t.Fatalf("#authenticate: %s %s", r.Data, r.Error)
+	}
+	c3.subscribe("alice/inbox")
+
+	// logout removes the token and the rights (and kicks out the channels
+	// anonymous sockets may not read).
+	if r := c3.invoke("logout", nil); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	c3.next(isEvent("#removeAuthToken"), "#removeAuthToken")
+	k := c3.next(isEvent("#kickOut"), "#kickOut")
+	if !strings.Contains(string(k.Data), `"channel":"alice/inbox"`) {
+		t.Errorf("kickOut %s", k.Data)
+	}
+	if r := c3.invoke("#subscribe", `{"channel":"alice/inbox"}`); errName(r) != bridge.ErrNameAuth {
+		t.Errorf("after logout: %s", r.Error)
+	}
+	// The client's own #removeAuthToken deauthenticates too.
+	c2.transmit("#removeAuthToken", "null")
+	c2.next(isEvent("#kickOut"), "#kickOut after #removeAuthToken")
+
+	// Tokens survive a restart: the key is configured (or kept in the data
+	// directory, see TestGeneratedKeyPersists).
+}
+
+func TestBadTokens(t *testing.T) {
+	st, _ := authStack(t, testConfig())
+	now := time.Now().Unix()
+	cases := []struct {
+		name, token, want string
+	}{
+		{"expired", signToken(testAuthKey, claims{"alice", now - 100, now - 10}), bridge.ErrNameTokenExpired},
+		{"wrong key", signToken("another key of some length", claims{"alice", now, now + 100}), bridge.ErrNameTokenInvalid},
+		{"garbage", "not.a.token", bridge.ErrNameTokenInvalid},
+		{"unknown user", signToken(testAuthKey, claims{"mallory", now, now + 100}), bridge.ErrNameTokenInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := st.dial(t)
+			hs := c.handshake(&tc.token)
+			ae, _ := hs["authError"].(map[string]any)
+			if hs["isAuthenticated"] != false || ae == nil || ae["name"] != tc.want || ae["isBadToken"] != true {
+				t.Fatalf("handshake reply %v", hs)
+			}
+			if tc.want == bridge.ErrNameTokenExpired && ae["expiry"] == nil {
+				t.Errorf("expired error without expiry: %v", ae)
+			}
+			c.next(isEvent("#removeAuthToken"), "#removeAuthToken")
+			if r := c.invoke("#authenticate", quote(tc.token)); errName(r) != tc.want {
+				t.Errorf("#authenticate: %s", r.Error)
+			}
+		})
+	}
+}
+
+func TestTokenExpiresDuringSession(t *testing.T) {
+	cfg := testConfig()
+	cfg.PingInterval = 50 * time.Millisecond
+	st, _ := authStack(t, cfg)
+	exp := time.Now().Unix() + 1
+	tok := signToken(testAuthKey, claims{"alice", exp - 1, exp})
+	c := st.dial(t)
+	if hs := c.handshake(&tok); hs["isAuthenticated"] != true {
+		t.Fatalf("handshake: %v", hs)
+	}
+	c.subscribe("alice/x")
+	// Pongs count as inbound actions: the idle socket loses its rights
+	// within a ping interval of the expiry.
+	c.next(isEvent("#removeAuthToken"), "#removeAuthToken at expiry")
+	c.next(isEvent("#kickOut"), "#kickOut at expiry")
+	if time.Now().Unix() < exp {
+		t.Error("deauthenticated before the token expired")
+	}
+	if r := c.invoke("#subscribe", `{"channel":"alice/x"}`); errName(r) != bridge.ErrNameAuth {
+		t.Errorf("after expiry: %s", r.Error)
+	}
+}
+
+func TestACLOnChannels(t *testing.T) {
+	st, _ := authStack(t, testConfig())
+	dev := st.device(t)
+	dev.Sub(t, "#", 0)
+	c := st.connect(t)
+	c.login("alice")
+
+	// Forbidden subscribe: a clear error, and the socket stays usable.
+	r := c.invoke("#subscribe", `{"channel":"news/x"}`)
+	if errName(r) != bridge.ErrNameForbidden || !strings.Contains(string(r.Error), "news/x") {
+		t.Fatalf("forbidden subscribe: %s", r.Error)
+	}
+	if st.metric("sockmq_bridge_subscribes_refused_total") != 1 {
+		t.Error("refused subscribe not counted")
+	}
+
+	// Partial wildcard: only readable topics are delivered.
+	c.subscribe("sensors/#")
+	dev.Pub(t, "sensors/private/a", 0, false, "secret")
+	dev.Pub(t, "sensors/room1", 0, false, "ok")
+	p := c.nextPub("sensors/#")
+	if p.Topic != "sensors/room1" {
+		t.Fatalf("first delivery on the partial wildcard was %s", p.Topic)
+	}
+	// Retained messages are filtered the same way.
+	dev.Pub(t, "sensors/private/r", 1, true, "secret")
+	dev.Pub(t, "sensors/r", 1, true, "ok")
+	c.nextPub("sensors/#") // live sensors/r
+	c2 := st.connect(t)
+	c2.login("alice")
+	c2.subscribe("sensors/#")
+	if p := c2.nextPub("sensors/#"); p.Topic != "sensors/r" {
+		t.Errorf("retained delivery %s", p.Topic)
+	}
+
+	// Forbidden publish: invokePublish fails, transmitPublish is dropped,
+	// and the MQTT subscriber receives nothing before the sentinel.
+	for dev.Next(t).Topic != "sensors/r" {
+	}
+	if r := c.invoke("#publish", `{"channel":"news/x","data":1}`); errName(r) != bridge.ErrNameForbidden {
+		t.Fatalf("forbidden publish: %s", r.Error)
+	}
+	c.transmit("#publish", `{"channel":"news/y","data":1}`)
+	if r := c.invoke("#publish", `{"channel":"alice/sentinel","data":1}`); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	if m := dev.Next(t); m.Topic != "alice/sentinel" {
+		t.Fatalf("MQTT received %s before the sentinel", m.Topic)
+	}
+	select {
+	case m := <-dev.Msgs:
+		t.Fatalf("MQTT received %s after the sentinel", m.Topic)
+	default:
+	}
+	// Nothing leaked to the socket either.
+	if n := c.count(func(p scproto.Packet) bool { return strings.Contains(asPub(p).Topic, "private") }); n != 0 {
+		t.Errorf("%d private messages leaked", n)
+	}
+}
+
+func TestReloadRevokesAndKicks(t *testing.T) {
+	st, dir := authStack(t, testConfig())
+	dev := st.device(t)
+	alice := st.connect(t)
+	alice.login("alice")
+	alice.subscribe("sensors/room1")
+	alice.subscribe("alice/inbox")
+	bob := st.connect(t)
+	bobTok := bob.login("bob")
+	bob.subscribe("news/a")
+	// The anonymous rules do not apply to users.
+	if r := bob.invoke("#subscribe", `{"channel":"public/a"}`); errName(r) != bridge.ErrNameForbidden {
+		t.Errorf("bob subscribing to an anonymous-only channel: %s", r.Error)
+	}
+
+	// alice loses sensors/#, bob is deleted.
+	writeFile(t, dir, "acl", strings.Replace(testACL, "topic read sensors/#\n", "", 1))
+	delete(users, "bob")
+	defer func() { users["bob"] = "bob-pw" }()
+	writeFile(t, dir, "passwd", passwd(t, users))
+	if err := st.auth.Reload(); err != nil {
+		t.Fatal(err)
+	}
+
+	k := alice.next(isEvent("#kickOut"), "alice #kickOut")
+	var kd struct{ Channel, Message string }
+	_ = json.Unmarshal(k.Data, &kd)
+	if kd.Channel != "sensors/room1" || kd.Message == "" {
+		t.Errorf("kickOut %s", k.Data)
+	}
+	bob.next(isEvent("#removeAuthToken"), "bob #removeAuthToken")
+	bob.next(func(p scproto.Packet) bool {
+		return p.Event == "#kickOut" && strings.Contains(string(p.Data), "news/a")
+	}, "bob kicked out of news/a")
+
+	dev.Pub(t, "sensors/room1", 0, false, "revoked")
+	dev.Pub(t, "news/a", 0, false, "revoked")
+	dev.Pub(t, "alice/inbox", 0, false, "sentinel")
+	if p := alice.nextPub("alice/inbox"); string(p.Data) != `"sentinel"` {
+		t.Fatal(p.Data)
+	}
+	if n := alice.count(func(p scproto.Packet) bool { return p.Event == "#publish" && asPub(p).Channel == "sensors/room1" }); n != 0 {
+		t.Errorf("alice received %d messages on a revoked channel", n)
+	}
+	// Bob is anonymous now and anonymous access is off.
+	if r := bob.invoke("#subscribe", `{"channel":"news/a"}`); errName(r) != bridge.ErrNameAuth {
+		t.Errorf("deleted user subscribe: %s", r.Error)
+	}
+	if n := bob.count(func(p scproto.Packet) bool { return p.Event == "#publish" && asPub(p).Channel == "news/a" }); n != 0 {
+		t.Errorf("bob received %d messages after deletion", n)
+	}
+	// His token is refused from now on.
+	c := st.dial(t)
+	hs := c.handshake(&bobTok)
+	if ae, _ := hs["authError"].(map[string]any); hs["isAuthenticated"] != false || ae["name"] != bridge.ErrNameTokenInvalid {
+		t.Errorf("deleted user's token at handshake: %v", hs)
+	}
+}
+
+func TestGeneratedKeyPersists(t *testing.T) {
+	cfg := testConfig()
+	st := startStack(t, cfg, nil)
+	keyFile := filepath.Join(st.dir, bridge.AuthKeyFile)
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v", fi.Mode().Perm())
+	}
+	c := st.connect(t)
+	tok := c.login("alice")
+
+	// A second bridge on the same data directory accepts the token.
+	h2, err := bridge.New(cfg, bridge.Options{Broker: brokerAdapter{st.b}, DataDir: st.dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = h2
+	key, _ := os.ReadFile(keyFile)
+	if len(strings.TrimSpace(string(key))) != 64 {
+		t.Errorf("key file holds %q", key)
+	}
+	c2 := st.dial(t)
+	if hs := c2.handshake(&tok); hs["isAuthenticated"] != true {
+		t.Errorf("handshake: %v", hs)
+	}
+}

@@ -1,0 +1,47 @@
+package bridge_test
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockmq/sockmq/bridge"
+)
+
+func TestConfigValidate(t *testing.T) {
+	if err := bridge.Defaults().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if err := (bridge.Config{}).Validate(); err != nil {
+		t.Fatalf("zero config (all defaults): %v", err)
+	}
+	bad := bridge.Config{
+		Path: "nope", TopicPrefix: "a/+", ProtocolVersion: "3", PingInterval: 30 * time.Second,
+		HandshakeTimeout: -1, MaxFrameSize: 10, MaxSubscriptions: -1, MaxQueueBytes: 10,
+		AllowedOrigins: []string{"example.com"}, AuthKey: "short", TokenExpiry: -time.Second,
+	}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, key := range []string{"bridge.path", "bridge.topic_prefix", "bridge.protocol_version", "bridge.ping_interval",
+		"bridge.handshake_timeout", "bridge.max_frame_size", "bridge.max_subscriptions", "bridge.max_queue_bytes",
+		"bridge.allowed_origins", "bridge.auth_key", "bridge.token_expiry"} {
+		if !strings.Contains(err.Error(), key+":") {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+}
+
+func TestConfigPaths(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                {"/socketcluster", "/socketcluster/"},
+		"/socketcluster/": {"/socketcluster", "/socketcluster/"},
+		"/sc":             {"/sc", "/sc/"},
+	} {
+		if got := (bridge.Config{Path: in}).Paths(); !reflect.DeepEqual(got, want) {
+			t.Errorf("Paths(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options are the bridge's collaborators.
+type Options struct {
+	// Broker is the MQTT broker. Required.
+	Broker Broker
+	// Authorizer authenticates logins and authorizes channels. Nil allows
+	// everything to everyone (and accepts any login).
+	Authorizer Authorizer
+	// Registerer receives the bridge's Prometheus metrics. Nil registers
+	// none.
+	Registerer prometheus.Registerer
+	// DataDir is where the generated token key is kept (bridge-auth.key)
+	// when Config.AuthKey is empty. Empty means a random key per process:
+	// tokens then do not survive a restart.
+	DataDir string
+	// Observer, if set, is told when sockets open and close.
+	Observer Observer
+}
+
+// Handler serves SocketCluster clients over WebSocket and bridges their
+// channels to MQTT topics. Mount it with http.Handle on each of
+// Config.Paths().
+type Handler struct {
+	cfg      Config
+	log      *slog.Logger
+	broker   Broker
+	authz    Authorizer
+	observer Observer
+	metrics  *metrics
+	signer   *signer
+	hub      *hub
+	upgrader websocket.Upgrader
+	origins  map[string]bool // nil: any origin
+	paths    map[string]bool
+
+	procs atomic.Pointer[map[string]ProcedureFunc]
+	pmu   sync.Mutex // serialises RegisterProcedure
+
+	mu       sync.Mutex
+	sockets  map[*socket]struct{}
+	shutdown bool
+	wg       sync.WaitGroup
+	done     chan struct{}
+	once     sync.Once
+}
+
+// New validates cfg, fills its defaults and returns a Handler. It loads or
+// creates the token key, registers metrics on opts.Registerer and a reload
+// callback on opts.Authorizer.
+func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Broker == nil {
+		return nil, errors.New("bridge: Options.Broker is required")
+	}
+	cfg = cfg.withDefaults()
+	key, persisted, err := loadAuthKey(cfg.AuthKey, opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if !persisted {
+		log.Warn("bridge: no auth_key and no data directory: login tokens will not survive a restart")
+	}
+	h := &Handler{
+		cfg: cfg, log: log, broker: opts.Broker, authz: opts.Authorizer, observer: opts.Observer,
+		metrics: newMetrics(opts.Registerer),
+		signer:  &signer{key: key, ttl: cfg.TokenExpiry},
+		sockets: make(map[*socket]struct{}),
+		done:    make(chan struct{}),
+		paths:   make(map[string]bool),
+	}
+	if h.authz == nil {
+		h.authz = openAuthorizer{}
+	}
+	h.hub = newHub(h)
+	for _, p := range cfg.Paths() {
+		h.paths[p] = true
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if o == "*" {
+			h.origins = nil
+			break
+		}
+		if h.origins == nil {
+			h.origins = make(map[string]bool)
+		}
+		h.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  16 << 10,
+		WriteBufferPool:  &sync.Pool{},
+		CheckOrigin:      h.checkOrigin,
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			http.Error(w, reason.Error(), status)
+		},
+	}
+	empty := map[string]ProcedureFunc{}
+	h.procs.Store(&empty)
+	h.authz.OnReload(h.reloaded)
+	log.Info("socketcluster bridge ready", "path", cfg.Path, "topic_prefix", cfg.TopicPrefix, "protocol_version", cfg.ProtocolVersion)
+	return h, nil
+}
+
+// Paths returns the URL paths to mount the handler on.
+func (h *Handler) Paths() []string { return h.cfg.Paths() }
+
+// RegisterProcedure makes fn answer socket.invoke(name, data) (and handle
+// socket.transmit(name, data), ignoring the result). Registering a name
+// again replaces its function. It is safe to call at any time. Like
+// http.ServeMux.Handle, it panics on programming errors: a nil fn, an empty
+// name, a name starting with # (reserved by the protocol) or the built-in
+// login and logout.
+func (h *Handler) RegisterProcedure(name string, fn ProcedureFunc) {
+	if name == "" || strings.HasPrefix(name, "#") || name == procLogin || name == procLogout {
+		panic(fmt.Sprintf("bridge: procedure name %q is reserved", name))
+	}
+	if fn == nil {
+		panic(fmt.Sprintf("bridge: procedure %q: nil function", name))
+	}
+	h.pmu.Lock()
+	defer h.pmu.Unlock()
+	old := *h.procs.Load()
+	next := make(map[string]ProcedureFunc, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = fn
+	h.procs.Store(&next)
+}
+
+func (h *Handler) procedure(name string) ProcedureFunc { return (*h.procs.Load())[name] }
+
+// checkOrigin applies bridge.allowed_origins. Requests without Origin
+// (non-browser clients) are accepted: the header only protects browsers.
+func (h *Handler) checkOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if h.origins == nil || o == "" {
+		return true
+	}
+	if h.origins[strings.ToLower(o)] {
+		return true
+	}
+	h.metrics.handshakesRefused.WithLabelValues("origin").Inc()
+	h.log.Info("socket refused: origin not in bridge.allowed_origins", "origin", o, "remote", r.RemoteAddr)
+	return false
+}
+
+// ServeHTTP upgrades the request to a WebSocket and serves the socket
+// until it closes.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.paths[r.URL.Path] {
+		http.NotFound(w, r)
+		return
+	}
+	h.mu.Lock()
+	if h.shutdown {
+		h.mu.Unlock()
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	defer h.wg.Done()
+
+	conn, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	s := newSocket(h, conn, r.RemoteAddr)
+	if !h.track(s) {
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		_ = conn.Close()
+		return
+	}
+	s.run()
+}
+
+func (h *Handler) track(s *socket) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.shutdown {
+		return false
+	}
+	h.sockets[s] = struct{}{}
+	return true
+}
+
+func (h *Handler) untrack(s *socket) {
+	h.mu.Lock()
+	delete(h.sockets, s)
+	h.mu.Unlock()
+}
+
+func (h *Handler) snapshot() []*socket {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*socket, 0, len(h.sockets))
+	for s := range h.sockets {
+		out = append(out, s)
+	}
+	return out
+}
+
+// reloaded runs after the Authorizer's rules change.
+func (h *Handler) reloaded() {
+	for _, s := range h.snapshot() {
+		s.reloaded()
+	}
+}
+
+// Shutdown closes every socket with 1001 (going away: clients reconnect
+// after their back-off), refuses new ones, and waits until every socket
+// goroutine has ended or ctx is done (then it returns ctx.Err()). It may
+// be called more than once.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.once.Do(func() {
+		h.mu.Lock()
+		h.shutdown = true
+		h.mu.Unlock()
+		for _, s := range h.snapshot() {
+			s.close(CloseGoingAway, "server shutting down", false)
+		}
+		go func() {
+			h.wg.Wait()
+			close(h.done)
+		}()
+	})
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Sockets returns the number of open sockets (handshake completed or not).
+func (h *Handler) Sockets() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sockets)
+}
+
+// BrokerSubscriptions returns the number of distinct MQTT filters the
+// bridge is subscribed to.
+func (h *Handler) BrokerSubscriptions() int { return h.hub.size() }

@@ -1,0 +1,138 @@
+package bridge
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/sockmq/sockmq/internal/scproto"
+)
+
+// hub keeps one broker subscription per distinct MQTT filter, shared by
+// every socket subscribed to it (reference counted by its member set).
+//
+// Locking: hub.mu guards the filter map and is held while subscribing to
+// or unsubscribing from the broker, so a filter is never subscribed twice.
+// Each filterSub has its own RWMutex over its members: delivery (on the
+// publisher's goroutine) takes only the read lock and never hub.mu.
+type hub struct {
+	h       *Handler
+	mu      sync.Mutex
+	filters map[string]*filterSub
+}
+
+// filterSub is the broker subscription for one filter and its members.
+type filterSub struct {
+	hub      *hub
+	filter   string
+	channel  string
+	wildcard bool
+	cancel   func()
+
+	mu      sync.RWMutex
+	members map[*socket]*member
+}
+
+// member is one socket's subscription to a channel.
+type member struct {
+	s       *socket
+	f       *filterSub
+	channel string
+	// check makes every delivery run Authorizer.Allowed for the socket
+	// (SubPartial, or while the socket's identity is changing).
+	check atomic.Bool
+}
+
+func newHub(h *Handler) *hub { return &hub{h: h, filters: make(map[string]*filterSub)} }
+
+// add subscribes s to channel (MQTT filter filter), subscribing to the
+// broker if s is the filter's first member.
+func (hb *hub) add(s *socket, channel, filter string, check bool) (*member, error) {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	f := hb.filters[filter]
+	if f == nil {
+		f = &filterSub{hub: hb, filter: filter, channel: channel, wildcard: isWildcard(channel), members: make(map[*socket]*member)}
+		cancel, err := hb.h.broker.Subscribe(filter, f.deliver)
+		if err != nil {
+			return nil, err
+		}
+		f.cancel = cancel
+		hb.filters[filter] = f
+		hb.h.metrics.filters.Inc()
+	}
+	m := &member{s: s, f: f, channel: channel}
+	m.check.Store(check)
+	f.mu.Lock()
+	f.members[s] = m
+	f.mu.Unlock()
+	return m, nil
+}
+
+// remove ends m; the broker subscription ends with its last member.
+func (hb *hub) remove(m *member) {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	f := m.f
+	f.mu.Lock()
+	if f.members[m.s] == m {
+		delete(f.members, m.s)
+	}
+	empty := len(f.members) == 0
+	f.mu.Unlock()
+	if empty && hb.filters[f.filter] == f {
+		delete(hb.filters, f.filter)
+		f.cancel()
+		hb.h.metrics.filters.Dec()
+	}
+}
+
+// size returns the number of broker subscriptions (for tests and metrics).
+func (hb *hub) size() int {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	return len(hb.filters)
+}
+
+// deliver runs on the publisher's goroutine: it serialises the message once
+// and enqueues the same bytes to every member that may read it. It never
+// blocks on a socket.
+func (f *filterSub) deliver(m Message) {
+	h := f.hub.h
+	var frame []byte
+	n := 0
+	f.mu.RLock()
+	for _, mb := range f.members {
+		if mb.check.Load() && !h.authz.Allowed(*mb.s.identity.Load(), m.Topic, Read) {
+			continue
+		}
+		if frame == nil {
+			frame = h.publishFrame(f.channel, f.wildcard, &m)
+		}
+		if mb.s.enqueue(frame) {
+			n++
+		}
+	}
+	f.mu.RUnlock()
+	if n > 0 {
+		h.metrics.messagesOut.Add(float64(n))
+	}
+}
+
+// publishFrame serialises the push of m to subscribers of channel. Pushes
+// to wildcard channels carry the concrete channel name in "topic".
+func (h *Handler) publishFrame(channel string, wildcard bool, m *Message) []byte {
+	topic := ""
+	if wildcard {
+		topic = h.channelOf(m.Topic)
+	}
+	buf := make([]byte, 0, 64+len(channel)+len(topic)+len(m.Payload)*4/3+32)
+	buf = append(buf, `{"event":"#publish","data":{"channel":`...)
+	buf = scproto.AppendString(buf, channel)
+	if topic != "" {
+		buf = append(buf, `,"topic":`...)
+		buf = scproto.AppendString(buf, topic)
+	}
+	buf = append(buf, `,"data":`...)
+	buf = toSC(buf, m)
+	return append(buf, `}}`...)
+}

@@ -1,0 +1,88 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/sockmq/sockmq/internal/scproto"
+)
+
+// Session is the view of one socket that procedures and observers get. Its
+// methods are safe for concurrent use and keep working (as no-ops where
+// they send) after the socket closes.
+type Session struct{ s *socket }
+
+// ID returns the socket id sent in the handshake reply: 20 URL-safe
+// characters, like SocketCluster's.
+func (ss *Session) ID() string { return ss.s.id }
+
+// Username returns the logged-in user, or "" while the socket is
+// anonymous.
+func (ss *Session) Username() string {
+	if id := ss.s.identity.Load(); !id.Anonymous {
+		return id.Username
+	}
+	return ""
+}
+
+// Authenticated reports whether the socket is logged in.
+func (ss *Session) Authenticated() bool { return !ss.s.identity.Load().Anonymous }
+
+// Remote returns the client's network address (host:port) as the HTTP
+// server saw it.
+func (ss *Session) Remote() string { return ss.s.remote }
+
+// ConnectedAt returns when the WebSocket connection was accepted.
+func (ss *Session) ConnectedAt() time.Time { return ss.s.connectedAt }
+
+// Transmit sends the event to the client (a transmit, no response
+// expected). data is encoded with encoding/json; nil sends no data. It
+// never blocks; a socket that cannot keep up is closed as a slow consumer.
+func (ss *Session) Transmit(event string, data any) error {
+	var raw []byte
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return err
+		}
+		raw = b
+	}
+	ss.s.enqueue(scproto.AppendEvent(nil, event, raw))
+	return nil
+}
+
+// ProcedureFunc implements a custom procedure that clients call with
+// socket.invoke(name, data). It runs on the socket's reader goroutine, so
+// the socket's next message waits for it: keep it short. ctx is cancelled
+// when the socket closes. The result is encoded with encoding/json as the
+// response data (nil sends a response without data). To fail the call with
+// a name the client sees, return an *Error; any other error reaches the
+// client as InternalError and is logged.
+type ProcedureFunc func(ctx context.Context, s *Session, data json.RawMessage) (any, error)
+
+// CloseInfo describes how a socket ended.
+type CloseInfo struct {
+	// Code is the WebSocket close code: the client's when it closed, the
+	// bridge's when it closed the socket, 1006 when the connection dropped
+	// without a close frame.
+	Code int
+	// Clean is true only when the client closed the socket itself with
+	// 1000 or 1001 (socket.disconnect()); pong timeouts, dropped
+	// connections, slow-consumer kicks, server shutdown and errors are not
+	// clean.
+	Clean bool
+	// Reason is the close reason text.
+	Reason string
+}
+
+// Observer is told when sockets open and close (for presence and last
+// wills). SocketOpened is called once per socket after a successful
+// handshake, on the socket's reader goroutine, before any further message
+// of that socket is handled. SocketClosed is called once for every opened
+// socket after it has closed and left all its channels. Both must return
+// quickly.
+type Observer interface {
+	SocketOpened(s *Session)
+	SocketClosed(s *Session, info CloseInfo)
+}
