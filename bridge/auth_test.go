@@ -68,21 +68,6 @@ func (st *stack) device(t *testing.T) *testutil.Client5 {
 	return c
 }
 
-// login logs the socket in and returns the token from #setAuthToken.
-func (c *scClient) login(user string) string {
-	c.t.Helper()
-	r := c.invoke("login", map[string]string{"username": user, "password": users[user]})
-	if r.Error != nil {
-		c.t.Fatalf("login %s: %s", user, r.Error)
-	}
-	p := c.next(isEvent("#setAuthToken"), "#setAuthToken")
-	var d struct {
-		Token string `json:"token"`
-	}
-	_ = json.Unmarshal(p.Data, &d)
-	return d.Token
-}
-
 // claims is a token payload in the bridge's member order.
 type claims struct {
 	Username string `json:"username"`
@@ -106,25 +91,25 @@ func TestAnonymousOff(t *testing.T) {
 	st.h.RegisterProcedure("custom", func(context.Context, *bridge.Session, json.RawMessage) (any, error) { return "hi", nil })
 	c := st.connect(t)
 	for _, r := range []scproto.Packet{
-		c.invoke("#subscribe", `{"channel":"public/x"}`),
-		c.invoke("#publish", `{"channel":"public/x","data":1}`),
-		c.invoke("custom", 1),
+		c.Invoke("#subscribe", `{"channel":"public/x"}`),
+		c.Invoke("#publish", `{"channel":"public/x","data":1}`),
+		c.Invoke("custom", 1),
 	} {
-		if errName(r) != bridge.ErrNameAuth || !strings.Contains(string(r.Error), "login") {
+		if testutil.ErrName(r) != bridge.ErrNameAuth || !strings.Contains(string(r.Error), "login") {
 			t.Errorf("anonymous action answered %s", r.Error)
 		}
 	}
-	wrong := c.invoke("login", map[string]string{"username": "alice", "password": "nope"})
-	unknown := c.invoke("login", map[string]string{"username": "mallory", "password": "nope"})
-	if errName(wrong) != bridge.ErrNameLogin || string(wrong.Error) != string(unknown.Error) {
+	wrong := c.Invoke("login", map[string]string{"username": "alice", "password": "nope"})
+	unknown := c.Invoke("login", map[string]string{"username": "mallory", "password": "nope"})
+	if testutil.ErrName(wrong) != bridge.ErrNameLogin || string(wrong.Error) != string(unknown.Error) {
 		t.Errorf("bad logins: %s / %s", wrong.Error, unknown.Error)
 	}
-	if c.count(isEvent("#setAuthToken")) != 0 {
+	if c.Count(testutil.IsEvent("#setAuthToken")) != 0 {
 		t.Error("token sent after a failed login")
 	}
-	c.login("alice")
-	c.subscribe("alice/x")
-	if r := c.invoke("custom", 1); string(r.Data) != `"hi"` {
+	c.Login("alice", users["alice"])
+	c.Subscribe("alice/x")
+	if r := c.Invoke("custom", 1); string(r.Data) != `"hi"` {
 		t.Errorf("procedure after login: %s %s", r.Data, r.Error)
 	}
 }
@@ -132,11 +117,11 @@ func TestAnonymousOff(t *testing.T) {
 func TestLoginTokenLifecycle(t *testing.T) {
 	st, _ := authStack(t, testConfig())
 	c := st.connect(t)
-	cid := c.call("login", map[string]string{"username": "alice", "password": users["alice"]})
+	cid := c.Call("login", map[string]string{"username": "alice", "password": users["alice"]})
 	// The reply comes first, then #setAuthToken.
 	var order []string
 	for len(order) < 2 {
-		p := c.next(func(p scproto.Packet) bool { return p.RID == cid || p.Event == "#setAuthToken" }, "login reply and token")
+		p := c.Next(func(p scproto.Packet) bool { return p.RID == cid || p.Event == "#setAuthToken" }, "login reply and token")
 		if p.HasRID {
 			order = append(order, "reply")
 			if string(p.Data) != `{"username":"alice"}` || p.Error != nil {
@@ -164,48 +149,46 @@ func TestLoginTokenLifecycle(t *testing.T) {
 	if order[0] != "reply" {
 		t.Errorf("order %v", order)
 	}
-	c.subscribe("sensors/room1")
+	c.Subscribe("sensors/room1")
 
 	// A new connection with the token is authenticated at handshake.
 	var token string
-	c.mu.Lock()
-	for _, q := range c.packets {
+	for _, q := range c.Packets() {
 		if q.Event == "#setAuthToken" {
 			var d struct{ Token string }
 			_ = json.Unmarshal(q.Data, &d)
 			token = d.Token
 		}
 	}
-	c.mu.Unlock()
 	c2 := st.dial(t)
-	if hs := c2.handshake(&token); hs["isAuthenticated"] != true || hs["authError"] != nil {
+	if hs := c2.Handshake(&token); hs["isAuthenticated"] != true || hs["authError"] != nil {
 		t.Fatalf("handshake with token: %v", hs)
 	}
-	c2.subscribe("sensors/room1")
+	c2.Subscribe("sensors/room1")
 
 	// #authenticate on an anonymous socket.
 	c3 := st.connect(t)
-	if r := c3.invoke("#authenticate", quote(token)); r.Error != nil || string(r.Data) != `{"isAuthenticated":true,"authError":null}` {
+	if r := c3.Invoke("#authenticate", testutil.Quote(token)); r.Error != nil || string(r.Data) != `{"isAuthenticated":true,"authError":null}` {
 		t.Fatalf("#authenticate: %s %s", r.Data, r.Error)
 	}
-	c3.subscribe("alice/inbox")
+	c3.Subscribe("alice/inbox")
 
 	// logout removes the token and the rights (and kicks out the channels
 	// anonymous sockets may not read).
-	if r := c3.invoke("logout", nil); r.Error != nil {
+	if r := c3.Invoke("logout", nil); r.Error != nil {
 		t.Fatal(r.Error)
 	}
-	c3.next(isEvent("#removeAuthToken"), "#removeAuthToken")
-	k := c3.next(isEvent("#kickOut"), "#kickOut")
+	c3.Next(testutil.IsEvent("#removeAuthToken"), "#removeAuthToken")
+	k := c3.Next(testutil.IsEvent("#kickOut"), "#kickOut")
 	if !strings.Contains(string(k.Data), `"channel":"alice/inbox"`) {
 		t.Errorf("kickOut %s", k.Data)
 	}
-	if r := c3.invoke("#subscribe", `{"channel":"alice/inbox"}`); errName(r) != bridge.ErrNameAuth {
+	if r := c3.Invoke("#subscribe", `{"channel":"alice/inbox"}`); testutil.ErrName(r) != bridge.ErrNameAuth {
 		t.Errorf("after logout: %s", r.Error)
 	}
 	// The client's own #removeAuthToken deauthenticates too.
-	c2.transmit("#removeAuthToken", "null")
-	c2.next(isEvent("#kickOut"), "#kickOut after #removeAuthToken")
+	c2.Transmit("#removeAuthToken", "null")
+	c2.Next(testutil.IsEvent("#kickOut"), "#kickOut after #removeAuthToken")
 
 	// Tokens survive a restart: the key is configured (or kept in the data
 	// directory, see TestGeneratedKeyPersists).
@@ -225,7 +208,7 @@ func TestBadTokens(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := st.dial(t)
-			hs := c.handshake(&tc.token)
+			hs := c.Handshake(&tc.token)
 			ae, _ := hs["authError"].(map[string]any)
 			if hs["isAuthenticated"] != false || ae == nil || ae["name"] != tc.want || ae["isBadToken"] != true {
 				t.Fatalf("handshake reply %v", hs)
@@ -233,8 +216,8 @@ func TestBadTokens(t *testing.T) {
 			if tc.want == bridge.ErrNameTokenExpired && ae["expiry"] == nil {
 				t.Errorf("expired error without expiry: %v", ae)
 			}
-			c.next(isEvent("#removeAuthToken"), "#removeAuthToken")
-			if r := c.invoke("#authenticate", quote(tc.token)); errName(r) != tc.want {
+			c.Next(testutil.IsEvent("#removeAuthToken"), "#removeAuthToken")
+			if r := c.Invoke("#authenticate", testutil.Quote(tc.token)); testutil.ErrName(r) != tc.want {
 				t.Errorf("#authenticate: %s", r.Error)
 			}
 		})
@@ -248,18 +231,18 @@ func TestTokenExpiresDuringSession(t *testing.T) {
 	exp := time.Now().Unix() + 1
 	tok := signToken(testAuthKey, claims{"alice", exp - 1, exp})
 	c := st.dial(t)
-	if hs := c.handshake(&tok); hs["isAuthenticated"] != true {
+	if hs := c.Handshake(&tok); hs["isAuthenticated"] != true {
 		t.Fatalf("handshake: %v", hs)
 	}
-	c.subscribe("alice/x")
+	c.Subscribe("alice/x")
 	// Pongs count as inbound actions: the idle socket loses its rights
 	// within a ping interval of the expiry.
-	c.next(isEvent("#removeAuthToken"), "#removeAuthToken at expiry")
-	c.next(isEvent("#kickOut"), "#kickOut at expiry")
+	c.Next(testutil.IsEvent("#removeAuthToken"), "#removeAuthToken at expiry")
+	c.Next(testutil.IsEvent("#kickOut"), "#kickOut at expiry")
 	if time.Now().Unix() < exp {
 		t.Error("deauthenticated before the token expired")
 	}
-	if r := c.invoke("#subscribe", `{"channel":"alice/x"}`); errName(r) != bridge.ErrNameAuth {
+	if r := c.Invoke("#subscribe", `{"channel":"alice/x"}`); testutil.ErrName(r) != bridge.ErrNameAuth {
 		t.Errorf("after expiry: %s", r.Error)
 	}
 }
@@ -269,11 +252,11 @@ func TestACLOnChannels(t *testing.T) {
 	dev := st.device(t)
 	dev.Sub(t, "#", 0)
 	c := st.connect(t)
-	c.login("alice")
+	c.Login("alice", users["alice"])
 
 	// Forbidden subscribe: a clear error, and the socket stays usable.
-	r := c.invoke("#subscribe", `{"channel":"news/x"}`)
-	if errName(r) != bridge.ErrNameForbidden || !strings.Contains(string(r.Error), "news/x") {
+	r := c.Invoke("#subscribe", `{"channel":"news/x"}`)
+	if testutil.ErrName(r) != bridge.ErrNameForbidden || !strings.Contains(string(r.Error), "news/x") {
 		t.Fatalf("forbidden subscribe: %s", r.Error)
 	}
 	if st.metric("sockmq_bridge_subscribes_refused_total") != 1 {
@@ -281,21 +264,21 @@ func TestACLOnChannels(t *testing.T) {
 	}
 
 	// Partial wildcard: only readable topics are delivered.
-	c.subscribe("sensors/#")
+	c.Subscribe("sensors/#")
 	dev.Pub(t, "sensors/private/a", 0, false, "secret")
 	dev.Pub(t, "sensors/room1", 0, false, "ok")
-	p := c.nextPub("sensors/#")
+	p := c.NextPub("sensors/#")
 	if p.Topic != "sensors/room1" {
 		t.Fatalf("first delivery on the partial wildcard was %s", p.Topic)
 	}
 	// Retained messages are filtered the same way.
 	dev.Pub(t, "sensors/private/r", 1, true, "secret")
 	dev.Pub(t, "sensors/r", 1, true, "ok")
-	c.nextPub("sensors/#") // live sensors/r
+	c.NextPub("sensors/#") // live sensors/r
 	c2 := st.connect(t)
-	c2.login("alice")
-	c2.subscribe("sensors/#")
-	if p := c2.nextPub("sensors/#"); p.Topic != "sensors/r" {
+	c2.Login("alice", users["alice"])
+	c2.Subscribe("sensors/#")
+	if p := c2.NextPub("sensors/#"); p.Topic != "sensors/r" {
 		t.Errorf("retained delivery %s", p.Topic)
 	}
 
@@ -303,11 +286,11 @@ func TestACLOnChannels(t *testing.T) {
 	// and the MQTT subscriber receives nothing before the sentinel.
 	for dev.Next(t).Topic != "sensors/r" {
 	}
-	if r := c.invoke("#publish", `{"channel":"news/x","data":1}`); errName(r) != bridge.ErrNameForbidden {
+	if r := c.Invoke("#publish", `{"channel":"news/x","data":1}`); testutil.ErrName(r) != bridge.ErrNameForbidden {
 		t.Fatalf("forbidden publish: %s", r.Error)
 	}
-	c.transmit("#publish", `{"channel":"news/y","data":1}`)
-	if r := c.invoke("#publish", `{"channel":"alice/sentinel","data":1}`); r.Error != nil {
+	c.Transmit("#publish", `{"channel":"news/y","data":1}`)
+	if r := c.Invoke("#publish", `{"channel":"alice/sentinel","data":1}`); r.Error != nil {
 		t.Fatal(r.Error)
 	}
 	if m := dev.Next(t); m.Topic != "alice/sentinel" {
@@ -319,7 +302,7 @@ func TestACLOnChannels(t *testing.T) {
 	default:
 	}
 	// Nothing leaked to the socket either.
-	if n := c.count(func(p scproto.Packet) bool { return strings.Contains(asPub(p).Topic, "private") }); n != 0 {
+	if n := c.Count(func(p scproto.Packet) bool { return strings.Contains(testutil.AsPub(p).Topic, "private") }); n != 0 {
 		t.Errorf("%d private messages leaked", n)
 	}
 }
@@ -328,14 +311,14 @@ func TestReloadRevokesAndKicks(t *testing.T) {
 	st, dir := authStack(t, testConfig())
 	dev := st.device(t)
 	alice := st.connect(t)
-	alice.login("alice")
-	alice.subscribe("sensors/room1")
-	alice.subscribe("alice/inbox")
+	alice.Login("alice", users["alice"])
+	alice.Subscribe("sensors/room1")
+	alice.Subscribe("alice/inbox")
 	bob := st.connect(t)
-	bobTok := bob.login("bob")
-	bob.subscribe("news/a")
+	bobTok := bob.Login("bob", users["bob"])
+	bob.Subscribe("news/a")
 	// The anonymous rules do not apply to users.
-	if r := bob.invoke("#subscribe", `{"channel":"public/a"}`); errName(r) != bridge.ErrNameForbidden {
+	if r := bob.Invoke("#subscribe", `{"channel":"public/a"}`); testutil.ErrName(r) != bridge.ErrNameForbidden {
 		t.Errorf("bob subscribing to an anonymous-only channel: %s", r.Error)
 	}
 
@@ -348,36 +331,38 @@ func TestReloadRevokesAndKicks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	k := alice.next(isEvent("#kickOut"), "alice #kickOut")
+	k := alice.Next(testutil.IsEvent("#kickOut"), "alice #kickOut")
 	var kd struct{ Channel, Message string }
 	_ = json.Unmarshal(k.Data, &kd)
 	if kd.Channel != "sensors/room1" || kd.Message == "" {
 		t.Errorf("kickOut %s", k.Data)
 	}
-	bob.next(isEvent("#removeAuthToken"), "bob #removeAuthToken")
-	bob.next(func(p scproto.Packet) bool {
+	bob.Next(testutil.IsEvent("#removeAuthToken"), "bob #removeAuthToken")
+	bob.Next(func(p scproto.Packet) bool {
 		return p.Event == "#kickOut" && strings.Contains(string(p.Data), "news/a")
 	}, "bob kicked out of news/a")
 
 	dev.Pub(t, "sensors/room1", 0, false, "revoked")
 	dev.Pub(t, "news/a", 0, false, "revoked")
 	dev.Pub(t, "alice/inbox", 0, false, "sentinel")
-	if p := alice.nextPub("alice/inbox"); string(p.Data) != `"sentinel"` {
+	if p := alice.NextPub("alice/inbox"); string(p.Data) != `"sentinel"` {
 		t.Fatal(p.Data)
 	}
-	if n := alice.count(func(p scproto.Packet) bool { return p.Event == "#publish" && asPub(p).Channel == "sensors/room1" }); n != 0 {
+	if n := alice.Count(func(p scproto.Packet) bool {
+		return p.Event == "#publish" && testutil.AsPub(p).Channel == "sensors/room1"
+	}); n != 0 {
 		t.Errorf("alice received %d messages on a revoked channel", n)
 	}
 	// Bob is anonymous now and anonymous access is off.
-	if r := bob.invoke("#subscribe", `{"channel":"news/a"}`); errName(r) != bridge.ErrNameAuth {
+	if r := bob.Invoke("#subscribe", `{"channel":"news/a"}`); testutil.ErrName(r) != bridge.ErrNameAuth {
 		t.Errorf("deleted user subscribe: %s", r.Error)
 	}
-	if n := bob.count(func(p scproto.Packet) bool { return p.Event == "#publish" && asPub(p).Channel == "news/a" }); n != 0 {
+	if n := bob.Count(func(p scproto.Packet) bool { return p.Event == "#publish" && testutil.AsPub(p).Channel == "news/a" }); n != 0 {
 		t.Errorf("bob received %d messages after deletion", n)
 	}
 	// His token is refused from now on.
 	c := st.dial(t)
-	hs := c.handshake(&bobTok)
+	hs := c.Handshake(&bobTok)
 	if ae, _ := hs["authError"].(map[string]any); hs["isAuthenticated"] != false || ae["name"] != bridge.ErrNameTokenInvalid {
 		t.Errorf("deleted user's token at handshake: %v", hs)
 	}
@@ -395,7 +380,7 @@ func TestGeneratedKeyPersists(t *testing.T) {
 		t.Errorf("key file mode %v", fi.Mode().Perm())
 	}
 	c := st.connect(t)
-	tok := c.login("alice")
+	tok := c.Login("alice", users["alice"])
 
 	// A second bridge on the same data directory accepts the token.
 	h2, err := bridge.New(cfg, bridge.Options{Broker: brokerAdapter{st.b}, DataDir: st.dir}, nil)
@@ -408,7 +393,7 @@ func TestGeneratedKeyPersists(t *testing.T) {
 		t.Errorf("key file holds %q", key)
 	}
 	c2 := st.dial(t)
-	if hs := c2.handshake(&tok); hs["isAuthenticated"] != true {
+	if hs := c2.Handshake(&tok); hs["isAuthenticated"] != true {
 		t.Errorf("handshake: %v", hs)
 	}
 }

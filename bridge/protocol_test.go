@@ -18,8 +18,8 @@ import (
 func TestHandshakeReply(t *testing.T) {
 	st := startStack(t, testConfig(), nil)
 	c := st.dial(t)
-	cid := c.call("#handshake", `{"authToken":null}`)
-	r := c.next(func(p scproto.Packet) bool { return p.HasRID }, "handshake reply")
+	cid := c.Call("#handshake", `{"authToken":null}`)
+	r := c.Next(func(p scproto.Packet) bool { return p.HasRID }, "handshake reply")
 	if r.RID != cid {
 		t.Fatalf("rid %d, want %d", r.RID, cid)
 	}
@@ -45,8 +45,8 @@ func TestHandshakeReply(t *testing.T) {
 	}, "SocketOpened")
 	testutil.WaitFor(t, 2*time.Second, func() bool { return st.metric("sockmq_bridge_sockets_connected") == 1 }, "sockets gauge 1")
 	// A clean client close is reported as clean.
-	_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"))
-	c.waitClose()
+	_ = c.Conn().WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"))
+	c.WaitClose()
 	testutil.WaitFor(t, 2*time.Second, func() bool { _, ok := st.obs.closeOf(*d.ID); return ok }, "SocketClosed")
 	if info, _ := st.obs.closeOf(*d.ID); info.Code != 1000 || !info.Clean {
 		t.Errorf("close info %+v, want 1000 clean", info)
@@ -73,9 +73,9 @@ func TestHandshakeErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := st.dial(t)
 			for _, s := range tc.send {
-				c.send(s)
+				c.Send(s)
 			}
-			if code, _ := c.waitClose(); code != tc.code {
+			if code, _ := c.WaitClose(); code != tc.code {
 				t.Fatalf("closed with %d, want %d", code, tc.code)
 			}
 		})
@@ -88,13 +88,13 @@ func TestHandshakeErrors(t *testing.T) {
 func TestGarbageAfterHandshakeIsIgnored(t *testing.T) {
 	st := startStack(t, testConfig(), nil)
 	c := st.connect(t)
-	c.send(`not json`)
-	c.send(`{"event":`)
-	c.send(`[1,2,"x"]`)
-	c.send(`#1`)
-	c.send(`{"rid":99,"data":1}`) // a response to nothing
-	c.send(`{"event":"#disconnect","data":{"code":1000}}`)
-	if r := c.invoke("#subscribe", map[string]any{"channel": "still/alive"}); r.Error != nil {
+	c.Send(`not json`)
+	c.Send(`{"event":`)
+	c.Send(`[1,2,"x"]`)
+	c.Send(`#1`)
+	c.Send(`{"rid":99,"data":1}`) // a response to nothing
+	c.Send(`{"event":"#disconnect","data":{"code":1000}}`)
+	if r := c.Invoke("#subscribe", map[string]any{"channel": "still/alive"}); r.Error != nil {
 		t.Fatalf("socket unusable after garbage: %s", r.Error)
 	}
 }
@@ -104,8 +104,8 @@ func TestFrameTooBig(t *testing.T) {
 	cfg.MaxFrameSize = 1024
 	st := startStack(t, cfg, nil)
 	c := st.connect(t)
-	c.transmit("x", `"`+strings.Repeat("a", 2000)+`"`)
-	if code, _ := c.waitClose(); code != websocket.CloseMessageTooBig {
+	c.Transmit("x", `"`+strings.Repeat("a", 2000)+`"`)
+	if code, _ := c.WaitClose(); code != websocket.CloseMessageTooBig {
 		t.Fatalf("closed with %d, want 1009", code)
 	}
 }
@@ -113,29 +113,29 @@ func TestFrameTooBig(t *testing.T) {
 func TestUnknownAndReservedEvents(t *testing.T) {
 	st := startStack(t, testConfig(), nil)
 	c := st.connect(t)
-	c.transmit("nobodyListens", 1) // dropped silently
-	if r := c.invoke("nobodyListens", 1); errName(r) != bridge.ErrNameUnknownProcedure {
+	c.Transmit("nobodyListens", 1) // dropped silently
+	if r := c.Invoke("nobodyListens", 1); testutil.ErrName(r) != bridge.ErrNameUnknownProcedure {
 		t.Errorf("unknown procedure: %s", r.Error)
 	}
-	if r := c.invoke("#kickOut", 1); errName(r) != bridge.ErrNameInvalidAction {
+	if r := c.Invoke("#kickOut", 1); testutil.ErrName(r) != bridge.ErrNameInvalidAction {
 		t.Errorf("reserved event: %s", r.Error)
 	}
-	if r := c.invoke("#handshake", `{}`); errName(r) != bridge.ErrNameInvalidAction {
+	if r := c.Invoke("#handshake", `{}`); testutil.ErrName(r) != bridge.ErrNameInvalidAction {
 		t.Errorf("second handshake: %s", r.Error)
 	}
-	if r := c.invoke("#subscribe", 5); errName(r) != bridge.ErrNameInvalidAction {
+	if r := c.Invoke("#subscribe", 5); testutil.ErrName(r) != bridge.ErrNameInvalidAction {
 		t.Errorf("malformed subscribe: %s", r.Error)
 	}
-	if r := c.invoke("#publish", `"x"`); errName(r) != bridge.ErrNameInvalidAction {
+	if r := c.Invoke("#publish", `"x"`); testutil.ErrName(r) != bridge.ErrNameInvalidAction {
 		t.Errorf("malformed publish: %s", r.Error)
 	}
-	if r := c.invoke("#authenticate", `"garbage"`); errName(r) != bridge.ErrNameTokenInvalid {
+	if r := c.Invoke("#authenticate", `"garbage"`); testutil.ErrName(r) != bridge.ErrNameTokenInvalid {
 		t.Errorf("garbage token: %s", r.Error)
 	}
-	c.next(isEvent("#removeAuthToken"), "#removeAuthToken after a bad token")
+	c.Next(testutil.IsEvent("#removeAuthToken"), "#removeAuthToken after a bad token")
 	// #authenticate without a cid is a protocol violation.
-	c.transmit("#authenticate", `"x"`)
-	if code, _ := c.waitClose(); code != bridge.CloseBadHandshake {
+	c.Transmit("#authenticate", `"x"`)
+	if code, _ := c.WaitClose(); code != bridge.CloseBadHandshake {
 		t.Fatalf("closed with %d, want 4008", code)
 	}
 }
@@ -145,9 +145,9 @@ func TestPingTimeout(t *testing.T) {
 	cfg.PingInterval = 50 * time.Millisecond
 	cfg.PingTimeout = 300 * time.Millisecond
 	st := startStack(t, cfg, nil)
-	c := st.dial(t, noPong)
-	id := c.handshake(nil)["id"].(string)
-	if code, _ := c.waitClose(); code != bridge.ClosePongTimeout {
+	c := st.dial(t, testutil.NoPong)
+	id := c.Handshake(nil)["id"].(string)
+	if code, _ := c.WaitClose(); code != bridge.ClosePongTimeout {
 		t.Fatalf("closed with %d, want 4001", code)
 	}
 	testutil.WaitFor(t, 2*time.Second, func() bool { _, ok := st.obs.closeOf(id); return ok }, "SocketClosed")
@@ -157,20 +157,16 @@ func TestPingTimeout(t *testing.T) {
 
 	// A client that answers stays up well past the timeout.
 	alive := st.connect(t)
-	other := st.dial(t, noPong)
-	other.handshake(nil)
-	other.waitClose()
-	select {
-	case <-alive.done:
+	other := st.dial(t, testutil.NoPong)
+	other.Handshake(nil)
+	other.WaitClose()
+	if alive.Closed() {
 		t.Fatal("answering client was closed")
-	default:
 	}
 }
 
 func pings(c *scClient) (v2, v1 int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, r := range c.raws {
+	for _, r := range c.Raws() {
 		switch r {
 		case "":
 			v2++
@@ -188,7 +184,7 @@ func TestPingVersionDetection(t *testing.T) {
 	st := startStack(t, cfg, nil)
 
 	v2 := st.connect(t)
-	v1 := st.connect(t, pongV1)
+	v1 := st.connect(t, testutil.PongV1)
 	// Before the first pong both pings go out; after it, only the
 	// detected one.
 	testutil.WaitFor(t, 2*time.Second, func() bool { a, _ := pings(v2); return a >= 5 }, "v2 pings")
@@ -206,7 +202,7 @@ func TestPingVersionDetection(t *testing.T) {
 	// A fixed protocol version pings only that way from the start.
 	cfg.ProtocolVersion = "1"
 	st1 := startStack(t, cfg, nil)
-	c := st1.connect(t, pongV1)
+	c := st1.connect(t, testutil.PongV1)
 	testutil.WaitFor(t, 2*time.Second, func() bool { _, b := pings(c); return b >= 3 }, "v1 pings")
 	if a, _ := pings(c); a != 0 {
 		t.Errorf("protocol_version 1 sent %d empty pings", a)
@@ -216,25 +212,23 @@ func TestPingVersionDetection(t *testing.T) {
 func TestBatchesBothWays(t *testing.T) {
 	st := startStack(t, testConfig(), nil)
 	c := st.connect(t)
-	c.send(`[{"event":"#subscribe","data":{"channel":"b/1"},"cid":10},{"event":"#subscribe","data":"b/2","cid":11},{"event":"#publish","data":{"channel":"b/1","data":1}},{"event":"#publish","data":{"channel":"b/2","data":2},"cid":12}]`)
+	c.Send(`[{"event":"#subscribe","data":{"channel":"b/1"},"cid":10},{"event":"#subscribe","data":"b/2","cid":11},{"event":"#publish","data":{"channel":"b/1","data":1}},{"event":"#publish","data":{"channel":"b/2","data":2},"cid":12}]`)
 	for _, cid := range []int64{10, 11, 12} {
-		r := c.next(func(p scproto.Packet) bool { return p.RID == cid }, "ack")
+		r := c.Next(func(p scproto.Packet) bool { return p.RID == cid }, "ack")
 		if r.Error != nil {
 			t.Fatalf("cid %d: %s", cid, r.Error)
 		}
 	}
-	if p := c.nextPub("b/1"); string(p.Data) != "1" {
+	if p := c.NextPub("b/1"); string(p.Data) != "1" {
 		t.Errorf("b/1 got %s", p.Data)
 	}
-	if p := c.nextPub("b/2"); string(p.Data) != "2" {
+	if p := c.NextPub("b/2"); string(p.Data) != "2" {
 		t.Errorf("b/2 got %s", p.Data)
 	}
 	// login queues its reply and #setAuthToken together: one array frame.
-	c.invoke("login", map[string]string{"username": "u", "password": "p"})
-	c.next(isEvent("#setAuthToken"), "#setAuthToken")
-	c.mu.Lock()
-	batches := c.batches
-	c.mu.Unlock()
+	c.Invoke("login", map[string]string{"username": "u", "password": "p"})
+	c.Next(testutil.IsEvent("#setAuthToken"), "#setAuthToken")
+	batches := c.Batches()
 	if batches == 0 {
 		t.Error("no batch (JSON array) frame received")
 	}
@@ -263,21 +257,21 @@ func TestProcedures(t *testing.T) {
 	})
 	st.h.RegisterProcedure("nothing", func(context.Context, *bridge.Session, json.RawMessage) (any, error) { return nil, nil })
 	c := st.dial(t)
-	id := c.handshake(nil)["id"].(string)
-	r := c.invoke("echo", `{"a":[1,2]}`)
+	id := c.Handshake(nil)["id"].(string)
+	r := c.Invoke("echo", `{"a":[1,2]}`)
 	var got map[string]any
 	_ = json.Unmarshal(r.Data, &got)
-	if got["id"] != id || got["user"] != "" || got["remote"] != true || got["since"] != true || mustJSON(got["data"]) != `{"a":[1,2]}` {
+	if got["id"] != id || got["user"] != "" || got["remote"] != true || got["since"] != true || testutil.MustJSON(got["data"]) != `{"a":[1,2]}` {
 		t.Errorf("echo returned %s", r.Data)
 	}
-	r = c.invoke("named", nil)
+	r = c.Invoke("named", nil)
 	if string(r.Error) != `{"name":"BadCustomError","message":"custom failure","extra":42}` {
 		t.Errorf("named error: %s", r.Error)
 	}
-	if r = c.invoke("plain", nil); errName(r) != bridge.ErrNameInternal || strings.Contains(string(r.Error), "deadline") {
+	if r = c.Invoke("plain", nil); testutil.ErrName(r) != bridge.ErrNameInternal || strings.Contains(string(r.Error), "deadline") {
 		t.Errorf("plain error leaked or misnamed: %s", r.Error)
 	}
-	if r = c.invoke("nothing", nil); r.Error != nil || r.Data != nil {
+	if r = c.Invoke("nothing", nil); r.Error != nil || r.Data != nil {
 		t.Errorf("nil result: %+v", r)
 	}
 }
@@ -292,8 +286,8 @@ func TestOriginAllowList(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("bad origin: err %v resp %v", err, resp)
 	}
-	dialURL(t, u, http.Header{"Origin": {"https://GOOD.example"}}).handshake(nil)
-	dialURL(t, u, nil).handshake(nil) // no Origin: not a browser
+	testutil.DialSC(t, u, http.Header{"Origin": {"https://GOOD.example"}}).Handshake(nil)
+	testutil.DialSC(t, u, nil).Handshake(nil) // no Origin: not a browser
 	// Other paths are not the bridge.
 	if _, resp, err := d.Dial("ws://"+st.b.HTTPAddr()+"/socketcluster/x", nil); err == nil || resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("sub-path: %v %v", err, resp)
@@ -312,7 +306,7 @@ func TestShutdownClosesSockets(t *testing.T) {
 		t.Fatal("second Shutdown:", err)
 	}
 	for _, c := range []*scClient{a, b} {
-		if code, _ := c.waitClose(); code != bridge.CloseGoingAway {
+		if code, _ := c.WaitClose(); code != bridge.CloseGoingAway {
 			t.Errorf("closed with %d, want 1001", code)
 		}
 	}

@@ -18,25 +18,25 @@ import (
 func TestMQTTToSocketCluster(t *testing.T) {
 	st := startStack(t, testConfig(), nil)
 	c := st.connect(t)
-	c.subscribe("sensors/room1")
-	c.subscribe("sensors/+")
+	c.Subscribe("sensors/room1")
+	c.Subscribe("sensors/+")
 	dev := testutil.MustConnect5(t, st.b.MQTTAddr(), "dev1")
 	dev.Pub(t, "sensors/room1", 1, false, `{"t":21.5}`)
 
-	exact := c.nextPub("sensors/room1")
+	exact := c.NextPub("sensors/room1")
 	if string(exact.Data) != `{"t":21.5}` || exact.Topic != "" {
 		t.Errorf("exact channel got %+v", exact)
 	}
-	wild := c.nextPub("sensors/+")
+	wild := c.NextPub("sensors/+")
 	if string(wild.Data) != `{"t":21.5}` || wild.Topic != "sensors/room1" {
 		t.Errorf("wildcard channel got %+v", wild)
 	}
 	// Unsubscribe (bare string data) stops delivery on that channel only.
-	c.transmit("#unsubscribe", `"sensors/+"`)
+	c.Transmit("#unsubscribe", `"sensors/+"`)
 	testutil.WaitFor(t, 2*time.Second, func() bool { return st.h.BrokerSubscriptions() == 1 }, "one broker subscription left")
 	dev.Pub(t, "sensors/room1", 1, false, `2`)
-	c.nextPub("sensors/room1")
-	if n := c.count(func(p scproto.Packet) bool { return p.Event == "#publish" && asPub(p).Channel == "sensors/+" }); n != 1 {
+	c.NextPub("sensors/room1")
+	if n := c.Count(func(p scproto.Packet) bool { return p.Event == "#publish" && testutil.AsPub(p).Channel == "sensors/+" }); n != 1 {
 		t.Errorf("%d pushes on the unsubscribed wildcard", n)
 	}
 }
@@ -46,10 +46,10 @@ func TestSocketClusterToMQTT(t *testing.T) {
 	sub := testutil.MustConnect5(t, st.b.MQTTAddr(), "sub1")
 	sub.Sub(t, "sensors/#", 1)
 	c := st.connect(t)
-	c.subscribe("sensors/out")
+	c.Subscribe("sensors/out")
 
 	// invokePublish: acknowledged after the broker has fanned out, QoS 1.
-	if r := c.invoke("#publish", `{"channel":"sensors/out","data":{"v":1}}`); r.Error != nil {
+	if r := c.Invoke("#publish", `{"channel":"sensors/out","data":{"v":1}}`); r.Error != nil {
 		t.Fatal(r.Error)
 	}
 	m := sub.Next(t)
@@ -57,11 +57,11 @@ func TestSocketClusterToMQTT(t *testing.T) {
 		t.Errorf("MQTT got %s %q qos %d ct %q", m.Topic, m.Payload, m.QoS, m.Properties.ContentType)
 	}
 	// The publisher gets its own message (SocketCluster does the same).
-	if p := c.nextPub("sensors/out"); string(p.Data) != `{"v":1}` {
+	if p := c.NextPub("sensors/out"); string(p.Data) != `{"v":1}` {
 		t.Errorf("publisher got %s", p.Data)
 	}
 	// transmitPublish: QoS 0.
-	c.transmit("#publish", `{"channel":"sensors/out","data":"x"}`)
+	c.Transmit("#publish", `{"channel":"sensors/out","data":"x"}`)
 	if m := sub.Next(t); m.QoS != 0 || string(m.Payload) != "x" {
 		t.Errorf("transmitPublish reached MQTT as qos %d %q", m.QoS, m.Payload)
 	}
@@ -75,12 +75,12 @@ func TestTopicPrefix(t *testing.T) {
 	sub := testutil.MustConnect5(t, st.b.MQTTAddr(), "sub1")
 	sub.Sub(t, "#", 0)
 	c := st.connect(t)
-	c.subscribe("room/+")
-	c.invoke("#publish", `{"channel":"room/1","data":1}`)
+	c.Subscribe("room/+")
+	c.Invoke("#publish", `{"channel":"room/1","data":1}`)
 	if m := sub.Next(t); m.Topic != "sc/room/1" {
 		t.Errorf("MQTT topic %s, want sc/room/1", m.Topic)
 	}
-	if p := c.nextPub("room/+"); p.Topic != "room/1" {
+	if p := c.NextPub("room/+"); p.Topic != "room/1" {
 		t.Errorf("push topic %q, want the channel name room/1", p.Topic)
 	}
 }
@@ -107,25 +107,25 @@ func TestInvalidChannels(t *testing.T) {
 		{"$sockmq", "$sockmq", bridge.ErrNameForbidden},
 	}
 	for _, tc := range cases {
-		r := c.invoke("#publish", map[string]any{"channel": tc.channel, "data": 1})
-		if errName(r) != tc.want {
+		r := c.Invoke("#publish", map[string]any{"channel": tc.channel, "data": 1})
+		if testutil.ErrName(r) != tc.want {
 			t.Errorf("%s: publish answered %s, want %s", tc.name, r.Error, tc.want)
 		}
-		c.transmit("#publish", map[string]any{"channel": tc.channel, "data": 1}) // dropped silently
+		c.Transmit("#publish", map[string]any{"channel": tc.channel, "data": 1}) // dropped silently
 	}
 	// Invalid UTF-8 cannot be sent through JSON text by a real client, but
 	// a raw frame can carry it.
-	cid := c.call("#publish", "{\"channel\":\"bad\xff\",\"data\":1}")
-	if r := c.next(func(p scproto.Packet) bool { return p.RID == cid }, "ack"); r.Error == nil {
+	cid := c.Call("#publish", "{\"channel\":\"bad\xff\",\"data\":1}")
+	if r := c.Next(func(p scproto.Packet) bool { return p.RID == cid }, "ack"); r.Error == nil {
 		t.Error("publish to a non-UTF-8 channel accepted")
 	}
 	for _, ch := range []string{"a/b#", "a/#/b", "a+/b", ""} {
-		if r := c.invoke("#subscribe", map[string]any{"channel": ch}); errName(r) != bridge.ErrNameInvalidChannel {
+		if r := c.Invoke("#subscribe", map[string]any{"channel": ch}); testutil.ErrName(r) != bridge.ErrNameInvalidChannel {
 			t.Errorf("subscribe %q answered %s", ch, r.Error)
 		}
 	}
 	// A sentinel proves nothing refused reached MQTT.
-	c.invoke("#publish", `{"channel":"sentinel","data":1}`)
+	c.Invoke("#publish", `{"channel":"sentinel","data":1}`)
 	if m := sub.Next(t); m.Topic != "sentinel" {
 		t.Errorf("MQTT received %s before the sentinel", m.Topic)
 	}
@@ -154,7 +154,7 @@ func TestPayloadMapping(t *testing.T) {
 	mq.Sub(t, "pay/#", 1)
 	pubSC := st.connect(t)
 	peer := st.connect(t)
-	peer.subscribe("pay/+")
+	peer.Subscribe("pay/+")
 	one := byte(1)
 	bin := []byte{1, 2, 3, 0xff}
 	b64 := base64.StdEncoding.EncodeToString(bin)
@@ -185,7 +185,7 @@ func TestPayloadMapping(t *testing.T) {
 		if tc.data != "" {
 			frame = `{"channel":"` + topic + `","data":` + tc.data + `}`
 		}
-		if r := pubSC.invoke("#publish", frame); r.Error != nil {
+		if r := pubSC.Invoke("#publish", frame); r.Error != nil {
 			t.Fatalf("%s: %s", tc.name, r.Error)
 		}
 		m := mq.Next(t)
@@ -193,7 +193,7 @@ func TestPayloadMapping(t *testing.T) {
 		if m.Topic != topic || string(m.Payload) != string(tc.payload) || m.Properties.ContentType != tc.ct || gotPFI != tc.pfi {
 			t.Errorf("%s: MQTT got %s %q ct %q pfi %v; want %q ct %q pfi %v", tc.name, m.Topic, m.Payload, m.Properties.ContentType, gotPFI, tc.payload, tc.ct, tc.pfi)
 		}
-		p := peer.nextPub("pay/+")
+		p := peer.NextPub("pay/+")
 		if p.Topic != topic || string(p.Data) != tc.peerGetsRaw {
 			t.Errorf("%s: SC peer got %s %s, want %s", tc.name, p.Topic, p.Data, tc.peerGetsRaw)
 		}
@@ -227,14 +227,14 @@ func TestPayloadMapping(t *testing.T) {
 		topic := fmt.Sprintf("pay/mq%d", i)
 		publishMQTT5(t, mq, topic, tc.payload, tc.ct, tc.pfi)
 		mq.Next(t) // its own subscription
-		p := peer.nextPub("pay/+")
+		p := peer.NextPub("pay/+")
 		var got, want any
 		if err := json.Unmarshal(p.Data, &got); err != nil {
 			t.Errorf("%s: invalid JSON pushed: %s", tc.name, p.Data)
 			continue
 		}
 		_ = json.Unmarshal([]byte(tc.want), &want)
-		if p.Topic != topic || mustJSON(got) != mustJSON(want) {
+		if p.Topic != topic || testutil.MustJSON(got) != testutil.MustJSON(want) {
 			t.Errorf("%s: SC got %s, want %s", tc.name, p.Data, tc.want)
 		}
 	}
@@ -243,30 +243,30 @@ func TestPayloadMapping(t *testing.T) {
 func TestRetainedOnSubscribe(t *testing.T) {
 	st := startStack(t, testConfig(), nil)
 	early := st.connect(t)
-	early.subscribe("ret/+")
+	early.Subscribe("ret/+")
 	dev := testutil.MustConnect5(t, st.b.MQTTAddr(), "dev")
 	dev.Pub(t, "ret/a", 1, true, "A")
 	dev.Pub(t, "ret/b", 1, true, `{"b":2}`)
-	early.nextPub("ret/+")
-	early.nextPub("ret/+")
+	early.NextPub("ret/+")
+	early.NextPub("ret/+")
 
 	late := st.connect(t)
-	late.subscribe("ret/+")
+	late.Subscribe("ret/+")
 	got := map[string]string{}
 	for range 2 {
-		p := late.nextPub("ret/+")
+		p := late.NextPub("ret/+")
 		got[p.Topic] = string(p.Data)
 	}
 	if got["ret/a"] != `"A"` || got["ret/b"] != `{"b":2}` {
 		t.Errorf("retained on subscribe: %v", got)
 	}
-	late.subscribe("ret/a")
-	if p := late.nextPub("ret/a"); string(p.Data) != `"A"` {
+	late.Subscribe("ret/a")
+	if p := late.NextPub("ret/a"); string(p.Data) != `"A"` {
 		t.Errorf("retained on exact channel: %s", p.Data)
 	}
 	// The sockets already subscribed get no replay.
-	late.invoke("#publish", `{"channel":"ret/c","data":"sentinel"}`)
-	if p := early.nextPub("ret/+"); p.Topic != "ret/c" {
+	late.Invoke("#publish", `{"channel":"ret/c","data":"sentinel"}`)
+	if p := early.NextPub("ret/+"); p.Topic != "ret/c" {
 		t.Errorf("early socket got %s before the sentinel", p.Topic)
 	}
 	// Retained messages also come from SC publishers (retained is an MQTT
@@ -281,8 +281,8 @@ func TestOneBrokerSubscriptionPerFilter(t *testing.T) {
 	var cs []*scClient
 	for range 3 {
 		c := st.connect(t)
-		c.subscribe("shared/x")
-		c.subscribe("shared/+")
+		c.Subscribe("shared/x")
+		c.Subscribe("shared/+")
 		cs = append(cs, c)
 	}
 	if n := st.h.BrokerSubscriptions(); n != 2 {
@@ -294,16 +294,16 @@ func TestOneBrokerSubscriptionPerFilter(t *testing.T) {
 	dev := testutil.MustConnect5(t, st.b.MQTTAddr(), "dev")
 	dev.Pub(t, "shared/x", 0, false, "1")
 	for _, c := range cs {
-		c.nextPub("shared/x")
-		c.nextPub("shared/+")
+		c.NextPub("shared/x")
+		c.NextPub("shared/+")
 	}
-	cs[0].transmit("#unsubscribe", `"shared/x"`)
-	_ = cs[1].conn.Close() // dropped connection: its channels are left too
+	cs[0].Transmit("#unsubscribe", `"shared/x"`)
+	_ = cs[1].Conn().Close() // dropped connection: its channels are left too
 	testutil.WaitFor(t, 2*time.Second, func() bool { return st.h.Sockets() == 2 }, "dropped socket cleaned up")
 	if n := st.h.BrokerSubscriptions(); n != 2 {
 		t.Fatalf("%d broker subscriptions while socket 2 still holds both", n)
 	}
-	cs[2].transmit("#unsubscribe", `"shared/x"`)
+	cs[2].Transmit("#unsubscribe", `"shared/x"`)
 	testutil.WaitFor(t, 2*time.Second, func() bool { return st.h.BrokerSubscriptions() == 1 }, "last member leaves shared/x")
 }
 
@@ -312,12 +312,12 @@ func TestMaxSubscriptions(t *testing.T) {
 	cfg.MaxSubscriptions = 2
 	st := startStack(t, cfg, nil)
 	c := st.connect(t)
-	c.subscribe("m/1")
-	c.subscribe("m/2")
-	c.subscribe("m/2") // already subscribed: acknowledged, not counted
-	if r := c.invoke("#subscribe", `{"channel":"m/3"}`); errName(r) != bridge.ErrNameBroker {
+	c.Subscribe("m/1")
+	c.Subscribe("m/2")
+	c.Subscribe("m/2") // already subscribed: acknowledged, not counted
+	if r := c.Invoke("#subscribe", `{"channel":"m/3"}`); testutil.ErrName(r) != bridge.ErrNameBroker {
 		t.Fatalf("third channel: %s", r.Error)
 	}
-	c.transmit("#unsubscribe", `"m/1"`)
-	c.subscribe("m/3")
+	c.Transmit("#unsubscribe", `"m/1"`)
+	c.Subscribe("m/3")
 }

@@ -20,17 +20,17 @@ func TestSlowConsumer(t *testing.T) {
 	st := startStack(t, cfg, nil)
 
 	slow := st.connect(t)
-	slow.subscribe("firehose")
+	slow.Subscribe("firehose")
 	slowID := ""
 	st.obs.mu.Lock()
 	slowID = st.obs.opened[0]
 	st.obs.mu.Unlock()
 	fast := st.connect(t)
-	fast.subscribe("firehose")
+	fast.Subscribe("firehose")
 
 	// The slow socket stops reading: TCP buffers fill up and the bridge's
 	// queue for it grows.
-	stop := pauseReader(slow)
+	stop := testutil.PauseReader(slow)
 
 	dev := testutil.MustConnect5(t, st.b.MQTTAddr(), "dev")
 	payload := strings.Repeat("x", 32<<10)
@@ -42,10 +42,10 @@ func TestSlowConsumer(t *testing.T) {
 		if i%4 == 3 {
 			// Pace the publisher to what the fast socket can take, so
 			// that only the stalled one overflows.
-			testutil.WaitFor(t, 10*time.Second, func() bool { return fast.count(isPub) == i+1 }, "fast socket keeps up")
+			testutil.WaitFor(t, 10*time.Second, func() bool { return fast.Count(isPub) == i+1 }, "fast socket keeps up")
 		}
 	}
-	testutil.WaitFor(t, 10*time.Second, func() bool { return fast.count(isPub) == n }, "fast socket got everything")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return fast.Count(isPub) == n }, "fast socket got everything")
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("publishing took %v", d)
 	}
@@ -56,7 +56,7 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	close(stop)
 	// The fast socket is still fine.
-	if r := fast.invoke("#subscribe", `{"channel":"still/here"}`); r.Error != nil {
+	if r := fast.Invoke("#subscribe", `{"channel":"still/here"}`); r.Error != nil {
 		t.Fatal(r.Error)
 	}
 }
