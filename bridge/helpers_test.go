@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,4 +220,3 @@ func passwd(t testing.TB, users map[string]string) string {
 	return b.String()
 }
 
-var _ = url.URL{}
