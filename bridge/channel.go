@@ -82,6 +82,21 @@ func (h *Handler) topicFor(channel string) (string, *Error) {
 	return topic, nil
 }
 
+// EncodePublish maps a client's publish of data to channel into the MQTT
+// message the bridge would publish: the channel is validated and prefixed,
+// the data mapped by the payload table (see README.md). The error is an
+// *Error with a SocketCluster error name. Last wills use it so that a will
+// reads exactly like a publish.
+func (h *Handler) EncodePublish(channel string, data json.RawMessage) (Message, error) {
+	topic, e := h.topicFor(channel)
+	if e != nil {
+		return Message{}, e
+	}
+	m := toMQTT(data)
+	m.Topic = topic
+	return m, nil
+}
+
 // channelOf returns the channel name of an MQTT topic (the topic without
 // the prefix).
 func (h *Handler) channelOf(topic string) string {

@@ -31,8 +31,8 @@ func TestHandshakeReply(t *testing.T) {
 	if err := json.Unmarshal(r.Data, &d); err != nil || d.ID == nil || d.PingTimeout == nil || d.IsAuthenticated == nil {
 		t.Fatalf("handshake reply %s lacks id, pingTimeout or isAuthenticated", r.Data)
 	}
-	if len(*d.ID) != 20 || strings.Trim(*d.ID, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
-		t.Errorf("socket id %q is not 20 URL-safe characters", *d.ID)
+	if len(*d.ID) != 21 || (*d.ID)[0] != '$' || strings.Trim((*d.ID)[1:], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+		t.Errorf("socket id %q is not $ and 20 URL-safe characters", *d.ID)
 	}
 	if *d.PingTimeout != 5000 || *d.IsAuthenticated {
 		t.Errorf("handshake reply %s", r.Data)

@@ -13,8 +13,8 @@ import (
 // they send) after the socket closes.
 type Session struct{ s *socket }
 
-// ID returns the socket id sent in the handshake reply: 20 URL-safe
-// characters, like SocketCluster's.
+// ID returns the socket id sent in the handshake reply: "$" followed by 20
+// URL-safe characters.
 func (ss *Session) ID() string { return ss.s.id }
 
 // Username returns the logged-in user, or "" while the socket is

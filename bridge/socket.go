@@ -30,12 +30,14 @@ const maxBatchBytes = 256 << 10
 // after sending its own.
 const closeGrace = time.Second
 
-// newSocketID returns 20 URL-safe random characters, the shape of
-// SocketCluster's base64id socket ids.
+// newSocketID returns "$" and 20 URL-safe random characters (the shape of
+// SocketCluster's base64id ids). The "$" keeps socket ids apart from MQTT
+// client ids, which the broker refuses when they start with "$": no MQTT
+// client can pose as a socket in presence.
 func newSocketID() string {
 	var b [15]byte
 	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return "$" + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // closeReq is a decision to close the socket. The first one wins.

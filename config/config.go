@@ -14,12 +14,14 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/lwt"
 )
 
 // File is the whole configuration file.
@@ -35,11 +37,8 @@ type File struct {
 	// Bridge configures the SocketCluster bridge.
 	Bridge bridge.Config `yaml:"bridge"`
 	// LWT configures last wills for bridge clients.
-	LWT LWT `yaml:"lwt"`
+	LWT lwt.Config `yaml:"lwt"`
 }
-
-// LWT is reserved for last-will settings.
-type LWT struct{}
 
 // Logging configures the process log.
 type Logging struct {
@@ -59,6 +58,7 @@ func Default() File {
 		Persistence: b.Persistence,
 		Logging:     Logging{Level: "info", Format: "text"},
 		Bridge:      bridge.Defaults(),
+		LWT:         lwt.Config{MaxDelay: time.Hour},
 	}
 }
 
@@ -121,6 +121,9 @@ func (f File) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("logging.format: %q must be text or json", f.Logging.Format))
+	}
+	if err := f.LWT.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := f.Auth.Validate(); err != nil {
 		errs = append(errs, err)

@@ -27,7 +27,7 @@ func TestDocumentedExampleParsesAndMatchesDefaults(t *testing.T) {
 		"limits:", "max_connections:", "max_packet_size:", "connect_timeout:", "max_queued_messages:", "max_subscriptions:", "max_inflight:",
 		"keepalive_min:", "keepalive_max:", "max_message_expiry:", "max_session_expiry:",
 		"persistence:", "enabled:", "data_dir:", "sync:", "logging:", "level:", "format:",
-		"auth:", "password_file:", "acl_file:", "allow_anonymous:", "bridge:", "lwt:",
+		"auth:", "password_file:", "acl_file:", "allow_anonymous:", "bridge:", "lwt:", "max_delay:",
 		"path:", "topic_prefix:", "protocol_version:", "ping_interval:", "ping_timeout:", "handshake_timeout:",
 		"max_frame_size:", "max_subscriptions:", "max_queue_bytes:", "write_timeout:", "allowed_origins:", "auth_key:", "token_expiry:",
 	} {
@@ -78,7 +78,7 @@ bridge:
   allowed_origins: [https://app.example.com]
   auth_key: 0123456789abcdef0123
   token_expiry: 1h
-lwt: {}
+lwt: {max_delay: 10m}
 `))
 	if err != nil {
 		t.Fatal(err)

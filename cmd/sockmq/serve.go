@@ -13,13 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sockmq/sockmq/auth"
-	"github.com/sockmq/sockmq/bridge"
-	"github.com/sockmq/sockmq/broker"
 	"github.com/sockmq/sockmq/config"
-	"github.com/sockmq/sockmq/presence"
+	"github.com/sockmq/sockmq/internal/app"
 )
 
 // shutdownTimeout bounds a graceful shutdown; a second signal skips it.
@@ -111,8 +106,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	app, err := start(cfg, log)
+	a, err := app.New(cfg, log)
 	if err != nil {
+		log.Error("start failed", "error", err)
+		return 1
+	}
+	if err := a.Start(); err != nil {
 		log.Error("start failed", "error", err)
 		return 1
 	}
@@ -125,102 +124,19 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			app.reload()
+			log.Info("SIGHUP: reloading password and ACL files")
+			if err := a.Reload(); err != nil {
+				log.Error("reload failed; previous rules stay in force", "error", err)
+			}
 		}
 	}
 	stop() // a second SIGINT/SIGTERM now kills the process at once
 	log.Info("shutting down", "timeout", shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := app.shutdown(sctx); err != nil {
+	if err := a.Shutdown(sctx); err != nil {
 		log.Error("shutdown incomplete", "error", err)
 		return 1
 	}
 	return 0
-}
-
-// app is the running process: every component, wired together.
-type app struct {
-	log      *slog.Logger
-	auth     *auth.Service
-	broker   *broker.Server
-	presence *presence.Tracker
-	bridge   *bridge.Handler // nil when disabled
-	cancel   context.CancelFunc
-}
-
-func start(cfg config.File, log *slog.Logger) (*app, error) {
-	authSvc, err := auth.New(cfg.Auth, log)
-	if err != nil {
-		return nil, err
-	}
-	reg := prometheus.NewRegistry()
-	b, err := broker.New(cfg.Broker(), authSvc, reg, log)
-	if err != nil {
-		return nil, err
-	}
-	tracker := wirePresence(b, log)
-	br, err := startBridge(cfg, b, authSvc, reg, log)
-	if err != nil {
-		_ = b.Shutdown(context.Background())
-		tracker.Close()
-		return nil, err
-	}
-	if err := b.Start(); err != nil {
-		if br != nil {
-			_ = br.Shutdown(context.Background())
-		}
-		_ = b.Shutdown(context.Background())
-		tracker.Close()
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go authSvc.Watch(ctx, time.Second)
-	return &app{log: log, auth: authSvc, broker: b, presence: tracker, bridge: br, cancel: cancel}, nil
-}
-
-// startBridge builds the SocketCluster bridge and mounts it on the broker's
-// HTTP listener (before the broker starts). It returns nil when the bridge
-// is disabled or there is no HTTP listener.
-func startBridge(cfg config.File, b *broker.Server, authSvc *auth.Service, reg prometheus.Registerer, log *slog.Logger) (*bridge.Handler, error) {
-	if !cfg.Bridge.Enabled {
-		return nil, nil
-	}
-	if cfg.Listeners.HTTP.Address == "" {
-		log.Warn("bridge.enabled is true but listeners.http.address is empty: the SocketCluster bridge is not served")
-		return nil, nil
-	}
-	br, err := bridge.New(cfg.Bridge, bridge.Options{
-		Broker:     brokerAdapter{b},
-		Authorizer: authAdapter{authSvc},
-		Registerer: reg,
-		DataDir:    cfg.Persistence.DataDir,
-	}, log.With("component", "bridge"))
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range br.Paths() {
-		b.Handle(p, br)
-	}
-	return br, nil
-}
-
-func (a *app) reload() {
-	a.log.Info("SIGHUP: reloading password and ACL files")
-	if err := a.auth.Reload(); err != nil {
-		a.log.Error("reload failed; previous rules stay in force", "error", err)
-	}
-}
-
-func (a *app) shutdown(ctx context.Context) error {
-	a.cancel()
-	// Bridge sockets go first (1001: clients reconnect after back-off),
-	// then the broker.
-	var berr error
-	if a.bridge != nil {
-		berr = a.bridge.Shutdown(ctx)
-	}
-	err := errors.Join(berr, a.broker.Shutdown(ctx))
-	a.presence.Close()
-	return err
 }

@@ -1,0 +1,147 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/bridge"
+	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/lwt"
+	"github.com/sockmq/sockmq/presence"
+)
+
+// socketObserver tells presence and the will registry about bridge
+// sockets. On close the will goes first, so that viewers see a session's
+// will before the session leaves presence (as for MQTT clients).
+type socketObserver struct {
+	presence *presence.Tracker
+	wills    *lwt.Registry
+}
+
+var _ bridge.Observer = (*socketObserver)(nil)
+
+func (o *socketObserver) SocketOpened(s *bridge.Session) {
+	o.presence.Connected(presence.Session{
+		ID: s.ID(), User: s.Username(), Protocol: presence.ProtocolSocketCluster,
+		Transport: broker.TransportWebSocket, Remote: s.Remote(), ConnectedAt: s.ConnectedAt(), Conn: s.ID(),
+	}, false)
+}
+
+func (o *socketObserver) SocketClosed(s *bridge.Session, info bridge.CloseInfo) {
+	o.wills.Ended(s.ID(), info.Clean)
+	o.presence.Disconnected(s.ID(), s.ID(), socketEndReason(info))
+}
+
+// socketEndReason maps a socket's close to the presence reasons shared with
+// MQTT sessions.
+func socketEndReason(info bridge.CloseInfo) string {
+	switch {
+	case info.Clean:
+		return broker.ReasonClean
+	case info.Code == bridge.ClosePongTimeout:
+		return broker.ReasonTimeout
+	case info.Code == bridge.CloseSlowConsumer:
+		return broker.ReasonKicked
+	case info.Code == bridge.CloseGoingAway:
+		return broker.ReasonShutdown
+	default:
+		return broker.ReasonWill
+	}
+}
+
+// identity is how the auth service sees a socket.
+func identity(s *bridge.Session) auth.Identity {
+	return auth.Identity{Username: s.Username(), ClientID: s.ID(), Anonymous: !s.Authenticated()}
+}
+
+func ownerOf(s *bridge.Session) lwt.Owner {
+	return lwt.Owner{SessionID: s.ID(), Username: s.Username()}
+}
+
+// registerProcedures adds sockmq's own procedures to the bridge:
+//
+//   - getSessionId: the socket's session id (as in the handshake);
+//   - presence: the sessions currently connected (MQTT and bridge), limited
+//     to those whose $presence/clients/<id> the caller may read;
+//   - setWill {channel, data, retain?, delaySeconds?, qos?} and
+//     clearWill {channel?}: the socket's last will (see package lwt).
+func registerProcedures(br *bridge.Handler, tr *presence.Tracker, wills *lwt.Registry, authz authAdapter) {
+	br.RegisterProcedure("getSessionId", func(_ context.Context, s *bridge.Session, _ json.RawMessage) (any, error) {
+		return s.ID(), nil
+	})
+	br.RegisterProcedure("presence", func(_ context.Context, s *bridge.Session, _ json.RawMessage) (any, error) {
+		id := identity(s)
+		list := tr.List()
+		out := list[:0]
+		for _, ss := range list {
+			if authz.s.Allowed(id, presence.ClientTopic(ss.ID), auth.Read) {
+				out = append(out, ss)
+			}
+		}
+		return out, nil
+	})
+	br.RegisterProcedure("setWill", func(_ context.Context, s *bridge.Session, data json.RawMessage) (any, error) {
+		var req lwt.Request
+		if err := json.Unmarshal(data, &req); err != nil {
+			return nil, bridge.Errorf("InvalidArgumentsError", "setWill expects {channel, data, retain?, delaySeconds?, qos?}: %v", err)
+		}
+		return nil, willError(wills.Set(ownerOf(s), req))
+	})
+	br.RegisterProcedure("clearWill", func(_ context.Context, s *bridge.Session, data json.RawMessage) (any, error) {
+		var req struct {
+			Channel string `json:"channel"`
+		}
+		if len(data) > 0 && string(data) != "null" {
+			if err := json.Unmarshal(data, &req); err != nil {
+				return nil, bridge.Errorf("InvalidArgumentsError", "clearWill expects {channel} or nothing: %v", err)
+			}
+		}
+		wills.Clear(ownerOf(s), req.Channel)
+		return nil, nil
+	})
+}
+
+// willError turns an lwt refusal into the SocketCluster error the client
+// sees.
+func willError(err error) error {
+	var e *lwt.Error
+	if errors.As(err, &e) {
+		return bridge.NewError(e.Name, e.Message)
+	}
+	return err
+}
+
+// willEncoder maps a will like a publish, through the bridge's own mapping.
+type willEncoder struct{ br *bridge.Handler }
+
+func (w willEncoder) EncodeWill(channel string, data json.RawMessage) (string, lwt.Encoded, error) {
+	m, err := w.br.EncodePublish(channel, data)
+	if err != nil {
+		var be *bridge.Error
+		if errors.As(err, &be) {
+			return "", lwt.Encoded{}, errors.New(be.Message)
+		}
+		return "", lwt.Encoded{}, err
+	}
+	return m.Topic, lwt.Encoded{Payload: m.Payload, ContentType: m.ContentType, PayloadFormat: m.PayloadFormat, HasPayloadFormat: m.HasPayloadFormat}, nil
+}
+
+// willAuth applies the same write permission as a publish.
+type willAuth struct{ s *auth.Service }
+
+func (w willAuth) MayWrite(o lwt.Owner, topic string) bool {
+	id := auth.Identity{Username: o.Username, ClientID: o.SessionID, Anonymous: o.Username == ""}
+	return !broker.IsReservedTopic(topic) && w.s.Allowed(id, topic, auth.Write)
+}
+
+// willPublisher publishes wills through the broker.
+type willPublisher struct{ b *broker.Server }
+
+func (w willPublisher) PublishWill(x lwt.Will) error {
+	return w.b.Publish(broker.Message{
+		Topic: x.Topic, Payload: x.Payload, QoS: x.QoS, Retain: x.Retain,
+		ContentType: x.ContentType, PayloadFormat: x.PayloadFormat, HasPayloadFormat: x.HasPayloadFormat,
+	})
+}
