@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -64,7 +65,8 @@ func StartBroker(t testing.TB, cfg broker.Config, authz broker.Authorizer) *brok
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := b.Shutdown(ctx); err != nil {
-			t.Errorf("broker.Shutdown: %v", err)
+			buf := make([]byte, 1<<20)
+			t.Errorf("broker.Shutdown: %v; goroutines:\n%s", err, buf[:runtime.Stack(buf, true)])
 		}
 	})
 	return b
