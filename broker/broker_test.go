@@ -355,3 +355,28 @@ func waitMetric(t *testing.T, b *broker.Server, line string) {
 		return strings.Contains(body, line)
 	}, "/metrics to contain "+line)
 }
+
+// An MQTT 5 QoS 1/2 publish with user properties is acknowledged with a
+// valid success code (mochi used to echo the properties and send 0x01).
+func TestPublishWithPropertiesIsAcknowledged(t *testing.T) {
+	b := testutil.StartBroker(t, testutil.BrokerConfig(t), nil)
+	sub := testutil.MustConnect5(t, b.MQTTAddr(), "sub")
+	sub.Sub(t, "props/#", 2)
+	pub := testutil.MustConnect5(t, b.MQTTAddr(), "pub")
+	for qos := byte(1); qos <= 2; qos++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := pub.Publish(ctx, &paho.Publish{Topic: "props/x", QoS: qos, Payload: []byte("p"),
+			Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}, ContentType: "text/plain"}})
+		cancel()
+		if err != nil {
+			t.Fatalf("QoS %d publish with properties: %v", qos, err)
+		}
+		if r.ReasonCode != 0 {
+			t.Fatalf("QoS %d publish with properties: reason 0x%x, want success", qos, r.ReasonCode)
+		}
+		m := sub.Next(t)
+		if m.Properties == nil || m.Properties.User.Get("k") != "v" || m.Properties.ContentType != "text/plain" {
+			t.Fatalf("properties not forwarded: %+v", m.Properties)
+		}
+	}
+}

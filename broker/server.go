@@ -81,6 +81,11 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 	caps.MaximumClientWritesPending = cfg.Limits.MaxQueuedMessages
 	caps.MaximumInflight = cfg.Limits.MaxInflight
 	caps.MaximumMessageExpiryInterval = int64(cfg.Limits.MaxMessageExpiry / time.Second)
+	// mochi copies a PUBLISH's properties into its PUBACK/PUBREC and then
+	// writes the granted QoS (0x01) as reason code, which is not a valid
+	// PUBACK reason: MQTT.js rejects the ack and the publish never completes.
+	// Acks without inherited properties encode as plain success.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	if cfg.Limits.MaxSessionExpiry > 0 {
 		caps.MaximumSessionExpiryInterval = uint32(cfg.Limits.MaxSessionExpiry / time.Second)
 	}
