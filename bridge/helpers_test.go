@@ -219,4 +219,3 @@ func passwd(t testing.TB, users map[string]string) string {
 	}
 	return b.String()
 }
-
