@@ -82,6 +82,7 @@ type Error struct {
 	Message string
 }
 
+// Error implements error.
 func (e *Error) Error() string { return e.Name + ": " + e.Message }
 
 type entry struct {

@@ -115,6 +115,7 @@ func (c *SCClient) readLoop() {
 	}
 }
 
+// Send writes one text frame.
 func (c *SCClient) Send(s string) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -122,6 +123,7 @@ func (c *SCClient) Send(s string) {
 	_ = c.conn.WriteMessage(websocket.TextMessage, []byte(s))
 }
 
+// MustJSON returns v as JSON text; a string is taken to be JSON already.
 func MustJSON(v any) string {
 	if s, ok := v.(string); ok {
 		return s // already JSON
@@ -200,6 +202,7 @@ func (c *SCClient) Next(pred func(scproto.Packet) bool, what string) scproto.Pac
 	return p
 }
 
+// TryNext is Next without failing: it reports whether a packet came in time.
 func (c *SCClient) TryNext(pred func(scproto.Packet) bool, timeout time.Duration) (scproto.Packet, bool) {
 	deadline := time.Now().Add(timeout)
 	for {
