@@ -16,6 +16,7 @@ import (
 
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/bridge"
+	"github.com/sockmq/sockmq/internal/app"
 	"github.com/sockmq/sockmq/internal/scproto"
 	"github.com/sockmq/sockmq/internal/testutil"
 )
@@ -383,7 +384,7 @@ func TestGeneratedKeyPersists(t *testing.T) {
 	tok := c.Login("alice", users["alice"])
 
 	// A second bridge on the same data directory accepts the token.
-	h2, err := bridge.New(cfg, bridge.Options{Broker: brokerAdapter{st.b}, DataDir: st.dir}, nil)
+	h2, err := bridge.New(cfg, bridge.Options{Broker: app.BridgeBroker(st.b), DataDir: st.dir}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,40 +16,9 @@ import (
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/internal/app"
 	"github.com/sockmq/sockmq/internal/testutil"
 )
-
-// brokerAdapter and authAdapter are the same small adapters cmd/sockmq
-// uses: the bridge never imports broker or auth.
-type brokerAdapter struct{ s *broker.Server }
-
-func (a brokerAdapter) Publish(m bridge.Message) error { return a.s.Publish(broker.Message(m)) }
-func (a brokerAdapter) Subscribe(filter string, fn func(bridge.Message)) (func(), error) {
-	return a.s.Subscribe(filter, func(m broker.Message) { fn(bridge.Message(m)) })
-}
-func (a brokerAdapter) Retained(filter string) []bridge.Message {
-	ms := a.s.Retained(filter)
-	out := make([]bridge.Message, len(ms))
-	for i, m := range ms {
-		out[i] = bridge.Message(m)
-	}
-	return out
-}
-
-type authAdapter struct{ s *auth.Service }
-
-func (a authAdapter) Authenticate(u string, pw []byte, hasU, hasP bool) bridge.AuthResult {
-	return bridge.AuthResult(a.s.Authenticate(u, pw, hasU, hasP))
-}
-func (a authAdapter) Allowed(id bridge.Identity, topic string, acc bridge.Access) bool {
-	return a.s.Allowed(auth.Identity(id), topic, auth.Access(acc))
-}
-func (a authAdapter) Subscription(id bridge.Identity, filter string) bridge.SubDecision {
-	return bridge.SubDecision(a.s.Subscription(auth.Identity(id), filter))
-}
-func (a authAdapter) UserExists(u string) bool { return a.s.UserExists(u) }
-func (a authAdapter) AnonymousAllowed() bool   { return a.s.AnonymousAllowed() }
-func (a authAdapter) OnReload(fn func())       { a.s.OnReload(fn) }
 
 // stack is a running broker with the bridge mounted on its HTTP listener.
 type stack struct {
@@ -115,13 +84,13 @@ func startStack(t *testing.T, cfg bridge.Config, authz *auth.Service) *stack {
 	var opts bridge.Options
 	if authz != nil {
 		ba = authz
-		opts.Authorizer = authAdapter{authz}
+		opts.Authorizer = app.BridgeAuthorizer(authz)
 	}
 	b, err := broker.New(bcfg, ba, st.reg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}
-	opts.Broker = brokerAdapter{b}
+	opts.Broker = app.BridgeBroker(b)
 	opts.Registerer = st.reg
 	opts.DataDir = st.dir
 	opts.Observer = st.obs

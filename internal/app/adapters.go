@@ -49,3 +49,9 @@ var (
 	_ bridge.Broker     = brokerAdapter{}
 	_ bridge.Authorizer = authAdapter{}
 )
+
+// BridgeBroker adapts the broker to the API the bridge declares.
+func BridgeBroker(b *broker.Server) bridge.Broker { return brokerAdapter{b} }
+
+// BridgeAuthorizer adapts the auth service to the API the bridge declares.
+func BridgeAuthorizer(s *auth.Service) bridge.Authorizer { return authAdapter{s} }
