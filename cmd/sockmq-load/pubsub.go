@@ -1,0 +1,480 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// pubsubOpts are the flags of the mqtt and sc commands.
+type pubsubOpts struct {
+	kind       string // mqtt or sc
+	addr       string // MQTT broker host:port (mqtt)
+	url        string // SocketCluster URL (sc)
+	mqttPub    string // sc: MQTT broker that the publishers use instead of SC
+	pubs, subs int
+	msgs       int
+	qos        int
+	size       int
+	fanout     string
+	duration   time.Duration
+	timeout    time.Duration
+	drain      time.Duration
+	rate       float64
+	window     int
+	inflight   int
+	user, pass string
+	invoke     bool
+	prefix     string
+	topicBase  string
+	jsonOut    bool
+	label      string
+}
+
+// publisher sends payloads to one topic or channel.
+type publisher interface {
+	// Publish sends one message; the payload must not be reused.
+	Publish(payload []byte) error
+	// Flush waits until every message is acknowledged (QoS>0, invokes) or
+	// written.
+	Flush(timeout time.Duration) error
+	Close()
+}
+
+// subscriber is a connected, subscribed client; messages go to the
+// callback given when it was created.
+type subscriber interface{ Close() }
+
+// transport creates the clients of one run.
+type transport interface {
+	newSub(ctx context.Context, i int, filter string, topics []string, onMsg func([]byte)) (subscriber, error)
+	newPub(ctx context.Context, i int, topic string) (publisher, error)
+	target() string
+}
+
+// result is what a run measured. Rates are messages per second.
+type result struct {
+	Label         string  `json:"label,omitempty"`
+	Kind          string  `json:"kind"`
+	Target        string  `json:"target"`
+	Pubs          int     `json:"pubs"`
+	Subs          int     `json:"subs"`
+	QoS           int     `json:"qos"`
+	Size          int     `json:"size"`
+	Fanout        string  `json:"topic_fanout"`
+	Window        int     `json:"window"`
+	Rate          float64 `json:"rate_per_pub"`
+	Published     int64   `json:"published"`
+	PublishErrors int64   `json:"publish_errors"`
+	PublishSecs   float64 `json:"publish_secs"`
+	PublishRate   float64 `json:"publish_rate"`
+	Expected      int64   `json:"expected"`
+	Delivered     int64   `json:"delivered"`
+	Duplicates    int64   `json:"duplicates"`
+	Lost          int64   `json:"lost"`
+	Foreign       int64   `json:"foreign"`
+	DeliverSecs   float64 `json:"deliver_secs"`
+	DeliverRate   float64 `json:"deliver_rate"`
+	LatP50Ms      float64 `json:"lat_p50_ms"`
+	LatP90Ms      float64 `json:"lat_p90_ms"`
+	LatP99Ms      float64 `json:"lat_p99_ms"`
+	LatMaxMs      float64 `json:"lat_max_ms"`
+	LatMeanMs     float64 `json:"lat_mean_ms"`
+	WindowStalls  int64   `json:"window_stalls"`
+	ConnLost      int64   `json:"conn_lost"`
+	ClientCPUSecs float64 `json:"client_cpu_secs"`
+	TimedOut      bool    `json:"timed_out"`
+	Error         string  `json:"error,omitempty"`
+}
+
+func pubsubFlags(kind string, stderr io.Writer) (*flag.FlagSet, *pubsubOpts) {
+	o := &pubsubOpts{kind: kind}
+	fs := flag.NewFlagSet(kind, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if kind == "mqtt" {
+		fs.StringVar(&o.addr, "addr", "127.0.0.1:1883", "MQTT broker host:port (loopback only)")
+		fs.IntVar(&o.qos, "qos", 0, "QoS of publishes and subscriptions: 0, 1 or 2")
+		fs.StringVar(&o.user, "user", "", "MQTT user name")
+		fs.StringVar(&o.pass, "pass", "", "MQTT password")
+	} else {
+		fs.StringVar(&o.url, "url", "ws://127.0.0.1:8080/socketcluster/", "SocketCluster server URL (ws://, loopback only)")
+		fs.StringVar(&o.mqttPub, "mqtt-pub", "", "publish over MQTT to this broker host:port instead of over SC (cross-protocol: MQTT -> SC)")
+		fs.IntVar(&o.qos, "qos", 0, "QoS of the MQTT publishers with --mqtt-pub")
+		fs.StringVar(&o.prefix, "topic-prefix", "", "with --mqtt-pub: MQTT topic = prefix + channel (the bridge's bridge.topic_prefix)")
+		fs.BoolVar(&o.invoke, "invoke", false, "publish as invoke (waits for each acknowledgement, --inflight at a time) instead of transmit")
+		fs.StringVar(&o.user, "user", "", "MQTT user name for --mqtt-pub")
+		fs.StringVar(&o.pass, "pass", "", "MQTT password for --mqtt-pub")
+	}
+	fs.IntVar(&o.pubs, "pubs", 1, "number of publishers")
+	fs.IntVar(&o.subs, "subs", 1, "number of subscribers; each receives every publisher's messages")
+	fs.IntVar(&o.msgs, "msgs", 10000, "messages per publisher (0: until --duration)")
+	fs.IntVar(&o.size, "size", 64, "payload size in bytes (at least the ~30-byte header)")
+	fs.StringVar(&o.fanout, "topic-fanout", "shared", "shared: every publisher uses one topic; per-pub: one topic per publisher")
+	fs.DurationVar(&o.duration, "duration", 0, "stop publishing after this long (0: when --msgs are sent)")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "hard limit for the whole run")
+	fs.DurationVar(&o.drain, "drain", 3*time.Second, "after the last publish, wait this long without progress for missing messages")
+	fs.Float64Var(&o.rate, "rate", 0, "messages per second per publisher (0: as fast as possible)")
+	fs.IntVar(&o.window, "window", 500, "end-to-end window: publishers stay at most this many messages ahead of the subscribers (0: unlimited)")
+	fs.IntVar(&o.inflight, "inflight", 256, "per publisher, unacknowledged publishes (QoS>0, invokes) before it waits")
+	fs.StringVar(&o.topicBase, "topic", "", "topic/channel prefix (default sockmq-load/<random>)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the result as one JSON object")
+	fs.StringVar(&o.label, "label", "", "label copied into the result")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: sockmq-load %s [flags]\n\n", kind)
+		if kind == "mqtt" {
+			fmt.Fprint(stderr, "Publishers and subscribers over MQTT 3.1.1 (paho.mqtt.golang), clean sessions, keepalive 60s.\n\n")
+		} else {
+			fmt.Fprint(stderr, "Publishers and subscribers over the SocketCluster protocol v2 (#handshake, #subscribe, #publish).\n\n")
+		}
+		fs.PrintDefaults()
+	}
+	return fs, o
+}
+
+func (o *pubsubOpts) validate() error {
+	switch {
+	case o.pubs < 1 || o.pubs > 10000:
+		return errors.New("--pubs must be 1..10000")
+	case o.subs < 0 || o.subs > 10000:
+		return errors.New("--subs must be 0..10000")
+	case o.msgs < 0:
+		return errors.New("--msgs must be >= 0")
+	case o.msgs == 0 && o.duration == 0:
+		return errors.New("--msgs 0 needs --duration")
+	case o.qos < 0 || o.qos > 2:
+		return errors.New("--qos must be 0, 1 or 2")
+	case o.fanout != "shared" && o.fanout != "per-pub":
+		return errors.New("--topic-fanout must be shared or per-pub")
+	case o.timeout <= 0 || o.timeout > 30*time.Minute:
+		return errors.New("--timeout must be between 0 and 30m")
+	case o.inflight < 1:
+		return errors.New("--inflight must be >= 1")
+	}
+	if o.kind == "mqtt" {
+		return checkLoopbackAddr(o.addr)
+	}
+	if err := checkLoopbackURL(o.url); err != nil {
+		return err
+	}
+	if o.mqttPub != "" {
+		return checkLoopbackAddr(o.mqttPub)
+	}
+	return nil
+}
+
+func runPubSub(kind string, args []string, stdout, stderr io.Writer) int {
+	fs, o := pubsubFlags(kind, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "sockmq-load %s: %v\n", kind, err)
+		return 2
+	}
+	if o.topicBase == "" {
+		o.topicBase = "sockmq-load/" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	}
+	// Failsafe: whatever hangs, the process ends shortly after --timeout.
+	killer := time.AfterFunc(o.timeout+15*time.Second, func() {
+		fmt.Fprintln(stderr, "sockmq-load: hard timeout, exiting")
+		os.Exit(3)
+	})
+	defer killer.Stop()
+
+	var tr transport
+	if kind == "mqtt" {
+		tr = &mqttTransport{addr: o.addr, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight}
+	} else {
+		tr = &scTransport{url: o.url, invoke: o.invoke, inflight: o.inflight, mqttPub: o.mqttPub, prefix: o.prefix,
+			mqtt: &mqttTransport{addr: o.mqttPub, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight}}
+	}
+	res := measure(o, tr)
+	if o.jsonOut {
+		b, _ := json.Marshal(res)
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		printResult(stdout, res)
+	}
+	if res.Error != "" {
+		return 1
+	}
+	return 0
+}
+
+// run state shared by publishers and subscribers.
+type runState struct {
+	sent      atomic.Int64 // publishes started
+	delivered atomic.Int64 // deliveries to all subscribers, duplicates excluded
+	credit    atomic.Int64 // deliveries given up on (window stalls), so the window moves on
+	stalls    atomic.Int64
+}
+
+func measure(o *pubsubOpts, tr transport) (res result) {
+	res = result{Label: o.label, Kind: o.kind, Target: tr.target(), Pubs: o.pubs, Subs: o.subs, QoS: o.qos, Size: o.size,
+		Fanout: o.fanout, Window: o.window, Rate: o.rate}
+	if o.kind == "sc" && o.mqttPub == "" {
+		res.QoS = 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	cpu0 := cpuTime()
+	st := &runState{}
+
+	topics := make([]string, o.pubs)
+	for i := range topics {
+		if o.fanout == "shared" {
+			topics[i] = o.topicBase + "/t"
+		} else {
+			topics[i] = o.topicBase + "/p" + strconv.Itoa(i)
+		}
+	}
+	filter := o.topicBase + "/t"
+	subTopics := topics[:1]
+	if o.fanout == "per-pub" {
+		filter = o.topicBase + "/+"
+		subTopics = topics
+	}
+
+	// Subscribers first; each must be subscribed before publishing starts.
+	trackers := make([]*tracker, o.subs)
+	locks := make([]sync.Mutex, o.subs)
+	subs := make([]subscriber, 0, o.subs)
+	defer func() {
+		for _, s := range subs {
+			s.Close()
+		}
+	}()
+	for i := 0; i < o.subs; i++ {
+		t := newTracker(o.pubs)
+		trackers[i] = t
+		mu := &locks[i]
+		onMsg := func(p []byte) {
+			now := time.Now().UnixNano()
+			sent, pub, seq, ok := parsePayload(p)
+			mu.Lock()
+			if !ok {
+				t.bad++
+				mu.Unlock()
+				return
+			}
+			isNew := t.record(pub, seq, now-sent, now)
+			mu.Unlock()
+			if isNew {
+				st.delivered.Add(1)
+			}
+		}
+		s, err := connectWithRetry(ctx, func() (subscriber, error) { return tr.newSub(ctx, i, filter, subTopics, onMsg) })
+		if err != nil {
+			res.Error = fmt.Sprintf("subscriber %d: %v", i, err)
+			return res
+		}
+		subs = append(subs, s)
+	}
+	pubs := make([]publisher, 0, o.pubs)
+	defer func() {
+		for _, p := range pubs {
+			p.Close()
+		}
+	}()
+	for i := 0; i < o.pubs; i++ {
+		p, err := connectWithRetry(ctx, func() (publisher, error) { return tr.newPub(ctx, i, topics[i]) })
+		if err != nil {
+			res.Error = fmt.Sprintf("publisher %d: %v", i, err)
+			return res
+		}
+		pubs = append(pubs, p)
+	}
+	time.Sleep(100 * time.Millisecond) // let subscriptions settle on every broker
+
+	pubCtx := ctx
+	if o.duration > 0 {
+		var c context.CancelFunc
+		pubCtx, c = context.WithTimeout(ctx, o.duration)
+		defer c()
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var published, pubErrs atomic.Int64
+	var firstErr atomic.Value
+	for i, p := range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, errs, err := publishLoop(pubCtx, o, st, p, i)
+			published.Add(n)
+			pubErrs.Add(errs)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err.Error())
+			}
+		}()
+	}
+	wg.Wait()
+	pubEnd := time.Now()
+
+	// Wait for deliveries: until all arrived, no progress for --drain, or
+	// the hard timeout.
+	expected := (published.Load() - pubErrs.Load()) * int64(o.subs)
+	last, lastChange := st.delivered.Load(), time.Now()
+	for st.delivered.Load() < expected && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+		if d := st.delivered.Load(); d != last {
+			last, lastChange = d, time.Now()
+		} else if time.Since(lastChange) > o.drain {
+			break
+		}
+	}
+	res.TimedOut = ctx.Err() != nil
+
+	var all histogram
+	var lastRecv int64
+	for i, t := range trackers {
+		locks[i].Lock()
+		all.merge(&t.hist)
+		res.Delivered += int64(t.unique)
+		res.Duplicates += int64(t.dups)
+		res.Foreign += int64(t.bad)
+		lastRecv = max(lastRecv, t.lastRecv)
+		locks[i].Unlock()
+	}
+	res.Published = published.Load()
+	res.PublishErrors = pubErrs.Load()
+	res.PublishSecs = pubEnd.Sub(start).Seconds()
+	if res.PublishSecs > 0 {
+		res.PublishRate = float64(res.Published-res.PublishErrors) / res.PublishSecs
+	}
+	res.Expected = expected
+	res.Lost = expected - res.Delivered
+	if lastRecv > 0 {
+		res.DeliverSecs = time.Duration(lastRecv - start.UnixNano()).Seconds()
+		if res.DeliverSecs > 0 {
+			res.DeliverRate = float64(res.Delivered) / res.DeliverSecs
+		}
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	res.LatP50Ms, res.LatP90Ms, res.LatP99Ms = ms(all.quantile(0.5)), ms(all.quantile(0.9)), ms(all.quantile(0.99))
+	res.LatMaxMs, res.LatMeanMs = ms(time.Duration(all.max)), ms(all.mean())
+	res.WindowStalls = st.stalls.Load()
+	res.ConnLost = connLost.Load()
+	res.ClientCPUSecs = (cpuTime() - cpu0).Seconds()
+	if e, ok := firstErr.Load().(string); ok && res.Published == res.PublishErrors {
+		res.Error = e
+	}
+	return res
+}
+
+// connectWithRetry retries a few times: a burst of connections can exceed
+// a listen backlog.
+func connectWithRetry[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if v, err = f(); err == nil || ctx.Err() != nil {
+			return v, err
+		}
+		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+	}
+	return v, err
+}
+
+// publishLoop sends this publisher's messages and returns how many it sent
+// and how many failed.
+func publishLoop(ctx context.Context, o *pubsubOpts, st *runState, p publisher, idx int) (n, errs int64, firstErr error) {
+	var interval time.Duration
+	if o.rate > 0 {
+		interval = time.Duration(float64(time.Second) / o.rate)
+	}
+	start := time.Now()
+	for seq := 0; o.msgs == 0 || seq < o.msgs; seq++ {
+		if ctx.Err() != nil {
+			break
+		}
+		if interval > 0 {
+			if d := time.Until(start.Add(time.Duration(seq) * interval)); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		if o.window > 0 && o.subs > 0 {
+			waitWindow(ctx, o, st)
+		}
+		st.sent.Add(1)
+		payload := appendPayload(make([]byte, 0, max(o.size, 40)), time.Now().UnixNano(), idx, seq, o.size)
+		n++
+		if err := p.Publish(payload); err != nil {
+			errs++
+			if firstErr == nil {
+				firstErr = err
+			}
+			if errs > 100 && errs == n {
+				break // the connection is gone
+			}
+		}
+	}
+	if err := p.Flush(10 * time.Second); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return n, errs, firstErr
+}
+
+// waitWindow blocks while publishers are more than --window messages ahead
+// of the average subscriber. If deliveries stop for 500ms (messages lost),
+// the missing deliveries are written off so the run goes on; each such
+// event counts as a window stall.
+func waitWindow(ctx context.Context, o *pubsubOpts, st *runState) {
+	subs := int64(o.subs)
+	w := int64(o.window)
+	ahead := func() bool {
+		return st.sent.Load()-(st.delivered.Load()+st.credit.Load())/subs >= w
+	}
+	if !ahead() {
+		return
+	}
+	last, since := st.delivered.Load(), time.Now()
+	for ahead() && ctx.Err() == nil {
+		time.Sleep(50 * time.Microsecond)
+		if d := st.delivered.Load(); d != last {
+			last, since = d, time.Now()
+		} else if time.Since(since) > 500*time.Millisecond {
+			gap := st.sent.Load()*subs - st.delivered.Load() - st.credit.Load()
+			if gap > 0 {
+				st.credit.Add(gap)
+			}
+			st.stalls.Add(1)
+			since = time.Now()
+		}
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func printResult(w io.Writer, r result) {
+	fmt.Fprintf(w, "%s %s  pubs=%d subs=%d qos=%d size=%d fanout=%s window=%d rate=%g\n",
+		r.Kind, r.Target, r.Pubs, r.Subs, r.QoS, r.Size, r.Fanout, r.Window, r.Rate)
+	if r.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", r.Error)
+	}
+	fmt.Fprintf(w, "  published  %d (%d errors) in %.2fs = %.0f msg/s\n", r.Published, r.PublishErrors, r.PublishSecs, r.PublishRate)
+	fmt.Fprintf(w, "  delivered  %d of %d in %.2fs = %.0f msg/s; lost %d, duplicates %d, foreign %d\n",
+		r.Delivered, r.Expected, r.DeliverSecs, r.DeliverRate, r.Lost, r.Duplicates, r.Foreign)
+	fmt.Fprintf(w, "  latency    p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms  mean %.3fms\n",
+		r.LatP50Ms, r.LatP90Ms, r.LatP99Ms, r.LatMaxMs, r.LatMeanMs)
+	fmt.Fprintf(w, "  window stalls %d, connections lost %d, load-tool CPU %.2fs, timed out %v\n",
+		r.WindowStalls, r.ConnLost, r.ClientCPUSecs, r.TimedOut)
+}

@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: sockmq vs mosquitto (MQTT) and sockmq's
+# SocketCluster bridge vs socketcluster-server, in the same run, on
+# loopback only, with the same load tool (cmd/sockmq-load).
+#
+# Usage: scripts/bench.sh [--quick] [--reps N] [--out DIR]
+#   --quick   10x fewer messages and 1 repetition (to try the script)
+#   --reps N  repetitions of every configuration (default 3; medians shown)
+#   --out DIR where results.jsonl (every run) and results.md go
+#             (default: a new /tmp/sockmq-bench-results.* directory)
+#
+# Needs go, mosquitto (installed with apt-get if missing), node/npm (the
+# reference server in bench/ is installed with npm ci if missing), jq, curl.
+# Every server listens on 127.0.0.1 on free ports; everything started here
+# is stopped on exit. A watchdog ends the script after 15 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPS=3
+QUICK=0
+OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1; REPS=1 ;;
+    --reps) REPS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -n "$OUT" ] || OUT=$(mktemp -d /tmp/sockmq-bench-results.XXXXXX)
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+WORK=$(mktemp -d /tmp/sockmq-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  local p
+  pkill -P "$WATCHDOG" 2>/dev/null || true
+  kill "$WATCHDOG" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+{ sleep 900; echo "bench.sh: watchdog: 15 minutes passed, stopping" >&2; kill -TERM $$; } >/dev/null 2>&1 &
+WATCHDOG=$!
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# --- tools -----------------------------------------------------------------
+need_apt() { # command package
+  command -v "$1" >/dev/null 2>&1 && return
+  log "installing $2"
+  apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
+}
+need_apt mosquitto mosquitto
+need_apt jq jq
+need_apt curl curl
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+if [ ! -d bench/node_modules/socketcluster-server ]; then
+  log "installing bench/ (npm ci)"
+  (cd bench && npm ci --no-audit --no-fund >/dev/null)
+fi
+
+log "building sockmq and sockmq-load"
+CGO_ENABLED=0 go build -trimpath -o "$WORK/sockmq" ./cmd/sockmq
+CGO_ENABLED=0 go build -trimpath -o "$WORK/sockmq-load" ./cmd/sockmq-load
+LOAD=$WORK/sockmq-load
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Ports come from below the ephemeral range, so that no outgoing
+# connection (of this script or of anything else) holds one already.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+free_port() {
+  local p
+  while :; do
+    p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
+    if port_free "$p"; then echo "$p"; return; fi
+  done
+}
+wait_port() { # port seconds
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    if ! port_free "$1"; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# --- servers ---------------------------------------------------------------
+# Each start_* function starts a fresh server on free loopback ports and
+# sets its *_PID and address variables; stop_server stops one.
+start_sockmq() { # NAME
+  local dir=$WORK/sockmq-$1 code
+  mkdir -p "$dir"
+  SMQ_PORT=$(free_port); SMQ_HTTP=$(free_port)
+  cat >"$dir/sockmq.yaml" <<EOF
+# Production-like: persistence on (fsync per batch), default limits.
+listeners:
+  mqtt:
+    address: 127.0.0.1:$SMQ_PORT
+  http:
+    address: 127.0.0.1:$SMQ_HTTP
+persistence:
+  enabled: true
+  data_dir: $dir/data
+  sync: true
+logging:
+  level: warn
+EOF
+  "$WORK/sockmq" check -c "$dir/sockmq.yaml" >/dev/null
+  "$WORK/sockmq" serve -c "$dir/sockmq.yaml" 2>"$dir/sockmq.log" &
+  SMQ_PID=$!; PIDS+=("$SMQ_PID")
+  wait_port "$SMQ_PORT" 20 && wait_port "$SMQ_HTTP" 20 || { cat "$dir/sockmq.log"; echo "sockmq did not start" >&2; exit 1; }
+  SMQ_ADDR=127.0.0.1:$SMQ_PORT
+  BRIDGE_URL=ws://127.0.0.1:$SMQ_HTTP/socketcluster/
+  # Is the bridge served? (101 Switching Protocols to a WebSocket upgrade.)
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
+    -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "http://127.0.0.1:$SMQ_HTTP/socketcluster/" || true)
+  if [ "$code" = 101 ]; then BRIDGE=1; else BRIDGE=0; fi
+}
+
+start_mosquitto() { # NAME
+  local dir=$WORK/mosquitto-$1
+  mkdir -p "$dir"; chmod 755 "$WORK" "$dir"
+  MOSQ_PORT=$(free_port)
+  cat >"$dir/mosquitto.conf" <<EOF
+listener $MOSQ_PORT 127.0.0.1
+allow_anonymous true
+log_type error
+log_type warning
+EOF
+  chmod 644 "$dir/mosquitto.conf"
+  "$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
+  MOSQ_PID=$!; PIDS+=("$MOSQ_PID")
+  wait_port "$MOSQ_PORT" 20 || { cat "$dir/mosquitto.log"; echo "mosquitto did not start" >&2; exit 1; }
+  MOSQ_ADDR=127.0.0.1:$MOSQ_PORT
+}
+
+start_scs() { # NAME
+  SCS_PORT=$(free_port)
+  node bench/sc-server.js "$SCS_PORT" >"$WORK/sc-server-$1.log" 2>&1 &
+  SCS_PID=$!; PIDS+=("$SCS_PID")
+  wait_port "$SCS_PORT" 20 || { cat "$WORK/sc-server-$1.log"; echo "sc-server did not start" >&2; exit 1; }
+  SCS_URL=ws://127.0.0.1:$SCS_PORT/socketcluster/
+}
+
+stop_server() { # PID
+  local p keep=()
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+start_sockmq probe
+stop_server "$SMQ_PID"
+[ "$BRIDGE" = 1 ] || log "the SocketCluster bridge is not served by this build: sockmq SC scenarios are skipped"
+
+SCS_VERSION=$(node -p "require('./bench/node_modules/socketcluster-server/package.json').version")
+MOSQ_VERSION=$( ("$MOSQUITTO" -h 2>&1 || true) | awk 'NR==1{print $3}')
+{
+  echo "# sockmq side-by-side benchmark"
+  echo
+  echo "- date: $(date -u +%FT%TZ); sockmq $(git describe --tags --always --dirty 2>/dev/null || echo dev)"
+  echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
+  echo "- $(go version | cut -d' ' -f3), mosquitto $MOSQ_VERSION, socketcluster-server $SCS_VERSION, node $(node --version)"
+  echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg); repetitions: $REPS (medians shown)"
+} >"$OUT/header.md"
+cat "$OUT/header.md" >&2
+
+# --- measurement helpers ---------------------------------------------------
+scale() { if [ "$QUICK" = 1 ]; then echo $(($1 / 10)); else echo "$1"; fi; }
+
+# pubsub SCENARIO SERVER PID LOADTOOL-ARGS...: one run, one JSON line.
+pubsub() {
+  local scen=$1 srv=$2 pid=$3; shift 3
+  local c0 c1 json
+  c0=$(cpu_ticks "$pid")
+  json=$("$LOAD" "$@" --json --timeout 90s --label "$scen") || true
+  c1=$(cpu_ticks "$pid")
+  [ -n "$json" ] || json='{"error":"no output"}'
+  jq -c --arg scen "$scen" --arg srv "$srv" --argjson cpu "$((c1 - c0))" --argjson hz "$HZ" \
+    '. + {scenario:$scen, server:$srv, server_cpu_secs:($cpu/$hz)}' <<<"$json" | tee -a "$RESULTS" |
+    jq -r '"  \(.scenario) \(.server): \(.deliver_rate|floor) msg/s delivered, p50 \(.lat_p50_ms) ms, p99 \(.lat_p99_ms) ms, lost \(.lost) \(.error // "")"' >&2
+}
+
+# conns SCENARIO SERVER PID COMMAND TARGET-FLAG TARGET N: RSS per idle connection.
+conns() {
+  local scen=$1 srv=$2 pid=$3 cmd=$4 flag=$5 target=$6 n=$7
+  local before after lp connected i
+  sleep 1
+  before=$(rss_kib "$pid")
+  "$LOAD" "$cmd" "$flag" "$target" --n "$n" --hold 120s >"$WORK/conns.out" 2>&1 &
+  lp=$!
+  for ((i = 0; i < 600; i++)); do grep -q '^READY' "$WORK/conns.out" && break; sleep 0.1; done
+  sleep 2
+  after=$(rss_kib "$pid")
+  connected=$(awk '/^READY/{print $2}' "$WORK/conns.out")
+  kill "$lp" 2>/dev/null || true
+  wait "$lp" 2>/dev/null || true
+  [ -n "$connected" ] || connected=0
+  jq -nc --arg scen "$scen" --arg srv "$srv" --argjson b "$before" --argjson a "$after" --argjson c "$connected" --argjson n "$n" \
+    '{scenario:$scen, server:$srv, requested:$n, connected:$c, rss_before_kib:$b, rss_after_kib:$a,
+      kib_per_conn:(if $c > 0 then (($a - $b) / $c) else null end)}' | tee -a "$RESULTS" |
+    jq -r '"  \(.scenario) \(.server): \(.connected)/\(.requested) connected, \(.kib_per_conn) KiB/conn (RSS \(.rss_before_kib) -> \(.rss_after_kib) KiB)"' >&2
+}
+
+# idle_cpu SCENARIO SERVER PID SECONDS: CPU used while nothing happens.
+idle_cpu() {
+  local scen=$1 srv=$2 pid=$3 secs=$4 c0 c1
+  c0=$(cpu_ticks "$pid"); sleep "$secs"; c1=$(cpu_ticks "$pid")
+  jq -nc --arg scen "$scen" --arg srv "$srv" --argjson t "$((c1 - c0))" --argjson hz "$HZ" --argjson s "$secs" --argjson rss "$(rss_kib "$pid")" \
+    '{scenario:$scen, server:$srv, cpu_ms_per_s:($t / $hz * 1000 / $s), rss_kib:$rss}' | tee -a "$RESULTS" |
+    jq -r '"  \(.scenario) \(.server): \(.cpu_ms_per_s) ms CPU per second, RSS \(.rss_kib) KiB"' >&2
+}
+
+# --- scenarios -------------------------------------------------------------
+# Idle memory: every measurement on a freshly started server, so that
+# memory freed by earlier runs cannot be reused and hide the growth.
+log "idle connections: memory per connection"
+for ((r = 1; r <= REPS; r++)); do
+  start_sockmq "mem-mqtt-$r"; conns idle-mqtt-1000 sockmq "$SMQ_PID" conns --addr "$SMQ_ADDR" 1000; stop_server "$SMQ_PID"
+  start_mosquitto "mem-$r"; conns idle-mqtt-1000 mosquitto "$MOSQ_PID" conns --addr "$MOSQ_ADDR" 1000; stop_server "$MOSQ_PID"
+  if [ "$BRIDGE" = 1 ]; then
+    start_sockmq "mem-sc-$r"; conns idle-sc-1000 sockmq "$SMQ_PID" sc-conns --url "$BRIDGE_URL" 1000; stop_server "$SMQ_PID"
+  fi
+  start_scs "mem-$r"; conns idle-sc-1000 socketcluster-server "$SCS_PID" sc-conns --url "$SCS_URL" 1000; stop_server "$SCS_PID"
+done
+
+start_sockmq main
+start_mosquitto main
+start_scs main
+
+mqtt_pair() { # scenario load-args...
+  local scen=$1; shift
+  pubsub "$scen" sockmq "$SMQ_PID" mqtt --addr "$SMQ_ADDR" "$@"
+  pubsub "$scen" mosquitto "$MOSQ_PID" mqtt --addr "$MOSQ_ADDR" "$@"
+}
+sc_pair() {
+  local scen=$1; shift
+  if [ "$BRIDGE" = 1 ]; then pubsub "$scen" sockmq "$SMQ_PID" sc --url "$BRIDGE_URL" "$@"; fi
+  pubsub "$scen" socketcluster-server "$SCS_PID" sc --url "$SCS_URL" "$@"
+}
+
+log "throughput and latency"
+for ((r = 1; r <= REPS; r++)); do
+  log "repetition $r of $REPS"
+  mqtt_pair mqtt-1to1-qos0 --pubs 1 --subs 1 --msgs "$(scale 100000)" --qos 0 --size 64
+  mqtt_pair mqtt-1to1-qos1 --pubs 1 --subs 1 --msgs "$(scale 50000)" --qos 1 --size 64
+  mqtt_pair mqtt-fanout-1to100-qos0 --pubs 1 --subs 100 --msgs "$(scale 5000)" --qos 0 --size 64
+  mqtt_pair mqtt-fanin-50to1-qos0 --pubs 50 --subs 1 --msgs "$(scale 2000)" --qos 0 --size 64 --topic-fanout per-pub
+  # No window: the publisher runs as fast as it can and the brokers' queue
+  # limits decide what is dropped (mosquitto max_queued_messages 1000,
+  # sockmq limits.max_inflight 8192 / max_queued_messages 1024).
+  mqtt_pair mqtt-fanout-1to20-qos1-unthrottled --pubs 1 --subs 20 --msgs "$(scale 20000)" --qos 1 --size 64 --window 0
+  mqtt_pair mqtt-1to1-qos1-at-2000/s --pubs 1 --subs 1 --msgs "$(scale 6000)" --qos 1 --size 64 --rate 2000 --window 0
+  sc_pair sc-1to1 --pubs 1 --subs 1 --msgs "$(scale 50000)" --size 64
+  sc_pair sc-fanout-1to100 --pubs 1 --subs 100 --msgs "$(scale 3000)" --size 64
+  if [ "$BRIDGE" = 1 ]; then
+    pubsub mqtt-pub-to-sc-subs-1to100 sockmq "$SMQ_PID" sc --url "$BRIDGE_URL" --mqtt-pub "$SMQ_ADDR" --pubs 1 --subs 100 --msgs "$(scale 3000)" --size 64
+  fi
+done
+
+# What stored state costs while nothing is published: 100k retained
+# messages, or 100 offline persistent sessions with 1000 queued QoS 1
+# messages each. Fresh servers for each kind of state.
+log "idle cost of stored state"
+stop_server "$SMQ_PID"; stop_server "$MOSQ_PID"; stop_server "$SCS_PID"
+for state in retained queued; do
+  if [ "$state" = retained ]; then args=(--retained "$(scale 100000)"); else args=(--sessions 100 --queued "$(scale 1000)"); fi
+  for srv in sockmq mosquitto; do
+    if [ "$srv" = sockmq ]; then start_sockmq "state-$state"; pid=$SMQ_PID addr=$SMQ_ADDR
+    else start_mosquitto "state-$state"; pid=$MOSQ_PID addr=$MOSQ_ADDR; fi
+    [ "$state" = retained ] && idle_cpu idle-cpu-empty "$srv" "$pid" 3
+    "$LOAD" state --addr "$addr" "${args[@]}" --json >>"$WORK/state.out" 2>&1 || log "state fill failed: $(tail -1 "$WORK/state.out")"
+    sleep 2
+    for ((r = 1; r <= REPS; r++)); do idle_cpu "idle-cpu-$state" "$srv" "$pid" 3; done
+    stop_server "$pid"
+  done
+done
+
+# --- report ----------------------------------------------------------------
+echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/header.md"
+jq -rs --arg statedesc "idle-cpu-retained: $(scale 100000) retained messages; idle-cpu-queued: 100 offline sessions x $(scale 1000) queued QoS 1 messages (64 B payloads)." '
+  def median: map(select(. != null)) | sort | if length == 0 then null
+    elif length % 2 == 1 then .[(length - 1) / 2] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+  def r0: if . == null then "-" else (. + 0.5 | floor | tostring) end;
+  def r2: if . == null then "-" else ((. * 100 + 0.5 | floor) / 100 | tostring) end;
+  (map(select(.deliver_rate != null)) | group_by(.scenario) |
+    ["", "## Throughput and latency (64 B payloads; medians)", "",
+     "| scenario | server | delivered msg/s | published msg/s | p50 ms | p99 ms | lost (sum) | dup (sum) | server CPU µs/msg |",
+     "|---|---|---:|---:|---:|---:|---:|---:|---:|"] +
+    (map(group_by(.server) | map(
+      "| \(.[0].scenario) | \(.[0].server) | \(map(.deliver_rate) | median | r0) | \(map(.publish_rate) | median | r0) | \(map(.lat_p50_ms) | median | r2) | \(map(.lat_p99_ms) | median | r2) | \(map(.lost) | add) | \(map(.duplicates) | add) | \(map(if .delivered > 0 then .server_cpu_secs * 1e6 / .delivered else null end) | median | r2) |"
+    )) | flatten)) +
+  (map(select(.kib_per_conn != null or .connected != null)) | group_by(.scenario) |
+    ["", "## Idle connections (RSS growth per connection; medians)", "",
+     "| scenario | server | connected | KiB/conn | RSS before KiB | RSS after KiB |", "|---|---|---:|---:|---:|---:|"] +
+    (map(group_by(.server) | map(
+      "| \(.[0].scenario) | \(.[0].server) | \(map(.connected) | min) of \(.[0].requested) | \(map(.kib_per_conn) | median | r2) | \(map(.rss_before_kib) | median | r0) | \(map(.rss_after_kib) | median | r0) |"
+    )) | flatten)) +
+  (map(select(.cpu_ms_per_s != null)) | group_by(.scenario) |
+    ["", "## Idle CPU with stored state (ms of CPU per second of wall time; medians)", "",
+     $statedesc, "",
+     "| scenario | server | CPU ms/s | RSS KiB |", "|---|---|---:|---:|"] +
+    (map(group_by(.server) | map(
+      "| \(.[0].scenario) | \(.[0].server) | \(map(.cpu_ms_per_s) | median | r2) | \(map(.rss_kib) | median | r0) |"
+    )) | flatten)) | .[]' "$RESULTS" >"$OUT/tables.md"
+cat "$OUT/header.md" "$OUT/tables.md" >"$OUT/results.md"
+cat "$OUT/results.md"
+[ "$BRIDGE" = 1 ] || echo -e "\nsockmq SocketCluster scenarios: not measured (bridge not served by this build)."
+echo -e "\nraw results: $RESULTS" >&2
