@@ -53,7 +53,7 @@ func (h *policyHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketSent, mqtt.OnPublish,
 		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish, mqtt.OnPacketRead,
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribe:
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnRetainMessage, mqtt.OnQosPublish:
 		return true
 	}
 	return false
@@ -215,6 +215,21 @@ func (h *policyHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		pk.TopicName = refusedTopic
 	}
 	return pk, nil
+}
+
+// OnRetainMessage schedules the expiry of a new retained message, if it has one.
+func (h *policyHook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int64) {
+	if r == 1 {
+		h.s.expiry.trackRetained(pk)
+	}
+}
+
+// OnQosPublish schedules the expiry of a message queued for a client, if it
+// has one.
+func (h *policyHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	if pk.FixedHeader.Type == packets.Publish {
+		h.s.expiry.trackInflight(cl.ID, pk)
+	}
 }
 
 // overQuotaFilter replaces filters beyond limits.max_subscriptions: it is

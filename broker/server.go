@@ -51,6 +51,9 @@ type Server struct {
 	takeovers clientSet
 	wills     pendingWills
 
+	expiry     *expirer
+	expiryDone chan struct{}
+
 	running      atomic.Bool
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -98,8 +101,10 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 	})
 	s := &Server{
 		cfg: cfg, log: log, mq: mq, auth: auth,
-		mux:     http.NewServeMux(),
-		stopped: make(chan struct{}),
+		mux:        http.NewServeMux(),
+		stopped:    make(chan struct{}),
+		expiry:     &expirer{maxExpiry: int64(cfg.Limits.MaxMessageExpiry / time.Second)},
+		expiryDone: make(chan struct{}),
 	}
 	s.internal = mq.NewClient(nil, mqtt.LocalListener, internalClientID, true)
 	s.internal.Properties.ProtocolVersion = 5
@@ -207,6 +212,12 @@ func (s *Server) Start() (err error) {
 	}
 	s.running.Store(true)
 	s.resumeWills()
+	if err := stopMochiExpiryScans(s.mq); err != nil {
+		s.log.Warn("keeping mochi's own expiry scans", "error", err)
+	} else {
+		s.seedExpiry()
+		go s.runExpiry(s.expiryDone)
+	}
 	if s.httpSrv != nil {
 		go func() {
 			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -261,6 +272,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.running.Store(false)
 		s.wills.stopAll()
+		close(s.expiryDone)
 		go func() {
 			defer close(s.stopped)
 			if s.httpSrv != nil {
