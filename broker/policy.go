@@ -53,7 +53,7 @@ func (h *policyHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketSent, mqtt.OnPublish,
 		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish, mqtt.OnPacketRead,
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnRetainMessage, mqtt.OnQosPublish:
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnRetainMessage, mqtt.OnQosPublish, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -210,6 +210,7 @@ const refusedTopic = ReservedClientIDPrefix + "refused"
 // publisher waiting forever. Renamed into a reserved namespace, it is
 // refused by OnACLCheck/OnPublish like any forbidden topic.
 func (h *policyHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.s.pidSwaps.swapIn(cl, &pk)
 	if pk.FixedHeader.Type == packets.Publish && pk.TopicName != "" && !cl.Net.Inline &&
 		!strings.ContainsAny(pk.TopicName, "+#") && !mqtt.IsValidFilter(pk.TopicName, true) {
 		pk.TopicName = refusedTopic
@@ -255,6 +256,13 @@ func (h *policyHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Pac
 		}
 		n++
 	}
+	return pk
+}
+
+// OnPacketEncode puts the client's packet id back on a SUBACK/UNSUBACK
+// (see packetIDSwaps).
+func (h *policyHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.s.pidSwaps.swapOut(cl, &pk)
 	return pk
 }
 

@@ -51,6 +51,7 @@ type Server struct {
 	takeovers clientSet
 	wills     pendingWills
 
+	pidSwaps   packetIDSwaps
 	expiry     *expirer
 	expiryDone chan struct{}
 

@@ -164,6 +164,7 @@ func (h *policyHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	if cl.Net.Inline {
 		return
 	}
+	h.s.pidSwaps.forget(cl)
 	if h.s.takeovers.LoadAndDelete(cl) {
 		// This connection took a live session over but failed before it was
 		// established: the session it replaced is gone too.
