@@ -43,7 +43,12 @@ func (c *Client3) Sub(t testing.TB, filter string, qos byte) byte {
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("mqtt3 subscribe %s: %v", filter, tok.Error())
 	}
-	return tok.(*pahov3.SubscribeToken).Result()[filter]
+	granted := tok.(*pahov3.SubscribeToken).Result()[filter]
+	// Barrier: see Client5.barrier.
+	if u := c.Unsubscribe("testutil/barrier"); !u.WaitTimeout(5*time.Second) || u.Error() != nil {
+		t.Fatalf("mqtt3 barrier: %v", u.Error())
+	}
+	return granted
 }
 
 // Pub publishes and waits for completion.

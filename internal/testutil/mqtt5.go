@@ -99,7 +99,19 @@ func (c *Client5) Sub(t testing.TB, filter string, qos byte) []byte {
 	if err != nil && sa == nil {
 		t.Fatalf("subscribe %s: %v", filter, err)
 	}
+	c.barrier(t, ctx)
 	return sa.Reasons
+}
+
+// barrier waits until the broker has finished processing everything this
+// client sent: it handles a client's packets in order, and it writes SUBACK
+// before it replays retained messages, so without this a message retained
+// just after Sub could arrive twice (live, then as the replay).
+func (c *Client5) barrier(t testing.TB, ctx context.Context) {
+	t.Helper()
+	if _, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"testutil/barrier"}}); err != nil {
+		t.Fatalf("barrier: %v", err)
+	}
 }
 
 // Pub publishes payload to topic and waits for the QoS flow to complete.
