@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test unit vet smoke interop bench fuzz clean
+.PHONY: all build test deps unit vet smoke interop bench fuzz clean
 
 all: build
 
@@ -12,8 +12,12 @@ build:
 
 # Every test: static checks, Go tests with the race detector (real sockets on
 # 127.0.0.1, real MQTT clients, mosquitto interop), the interop suites with
-# real npm clients, and a smoke run of the README command.
-test: vet unit interop smoke
+# real npm clients and headless Chromium, and a smoke run of the README
+# command. `deps` first installs what they need (scripts/test-deps.sh).
+test: deps vet unit interop smoke
+
+deps:
+	bash scripts/test-deps.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
