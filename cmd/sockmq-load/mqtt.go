@@ -80,12 +80,17 @@ func (t *mqttTransport) newSub(_ context.Context, i int, filter string, _ []stri
 // mqttPub publishes to one topic, keeping at most inflight publishes
 // unconfirmed (QoS>0: acknowledged; QoS 0: written to the socket).
 type mqttPub struct {
-	c     pahov3.Client
-	topic string
-	qos   byte
-	ring  []pahov3.Token
-	head  int
-	count int
+	c       pahov3.Client
+	topic   string
+	qos     byte
+	pending *window[pahov3.Token]
+}
+
+func waitToken(tok pahov3.Token, timeout time.Duration) error {
+	if !tok.WaitTimeout(timeout) {
+		return errors.New("publish not acknowledged in time")
+	}
+	return tok.Error()
 }
 
 func (t *mqttTransport) newPub(_ context.Context, i int, topic string) (publisher, error) {
@@ -93,40 +98,18 @@ func (t *mqttTransport) newPub(_ context.Context, i int, topic string) (publishe
 	if err != nil {
 		return nil, err
 	}
-	return &mqttPub{c: c, topic: topic, qos: t.qos, ring: make([]pahov3.Token, t.inflight)}, nil
+	return &mqttPub{c: c, topic: topic, qos: t.qos, pending: newWindow(t.inflight, waitToken)}, nil
 }
 
 func (p *mqttPub) Publish(payload []byte) error {
 	var err error
-	if p.count == len(p.ring) {
-		err = p.waitOldest(10 * time.Second)
+	if p.pending.full() {
+		err = p.pending.waitOldest(10 * time.Second)
 	}
-	tok := p.c.Publish(p.topic, p.qos, false, payload)
-	p.ring[(p.head+p.count)%len(p.ring)] = tok
-	p.count++
+	p.pending.push(p.c.Publish(p.topic, p.qos, false, payload))
 	return err
 }
 
-func (p *mqttPub) waitOldest(timeout time.Duration) error {
-	tok := p.ring[p.head]
-	p.ring[p.head] = nil
-	p.head = (p.head + 1) % len(p.ring)
-	p.count--
-	if !tok.WaitTimeout(timeout) {
-		return errors.New("publish not acknowledged in time")
-	}
-	return tok.Error()
-}
-
-func (p *mqttPub) Flush(timeout time.Duration) error {
-	var first error
-	deadline := time.Now().Add(timeout)
-	for p.count > 0 {
-		if err := p.waitOldest(max(time.Until(deadline), time.Millisecond)); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
+func (p *mqttPub) Flush(timeout time.Duration) error { return p.pending.flush(timeout) }
 
 func (p *mqttPub) Close() { p.c.Disconnect(50) }

@@ -241,9 +241,16 @@ type scPub struct {
 	c       *scConn
 	channel string
 	invoke  bool
-	ring    []chan error
-	head    int
-	count   int
+	pending *window[chan error]
+}
+
+func waitReply(ch chan error, timeout time.Duration) error {
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(timeout):
+		return errors.New("publish not acknowledged in time")
+	}
 }
 
 func (t *scTransport) newPub(ctx context.Context, i int, channel string) (publisher, error) {
@@ -254,7 +261,7 @@ func (t *scTransport) newPub(ctx context.Context, i int, channel string) (publis
 	if err != nil {
 		return nil, err
 	}
-	return &scPub{c: c, channel: channel, invoke: t.invoke, ring: make([]chan error, t.inflight)}, nil
+	return &scPub{c: c, channel: channel, invoke: t.invoke, pending: newWindow(t.inflight, waitReply)}, nil
 }
 
 func (p *scPub) frameData(payload []byte) []byte {
@@ -272,40 +279,17 @@ func (p *scPub) Publish(payload []byte) error {
 		return p.c.write(scproto.AppendEvent(make([]byte, 0, len(data)+32), "#publish", data))
 	}
 	var err error
-	if p.count == len(p.ring) {
-		err = p.waitOldest(10 * time.Second)
+	if p.pending.full() {
+		err = p.pending.waitOldest(10 * time.Second)
 	}
 	ch, cerr := p.c.call("#publish", data)
 	if cerr != nil {
 		return cerr
 	}
-	p.ring[(p.head+p.count)%len(p.ring)] = ch
-	p.count++
+	p.pending.push(ch)
 	return err
 }
 
-func (p *scPub) waitOldest(timeout time.Duration) error {
-	ch := p.ring[p.head]
-	p.ring[p.head] = nil
-	p.head = (p.head + 1) % len(p.ring)
-	p.count--
-	select {
-	case err := <-ch:
-		return err
-	case <-time.After(timeout):
-		return errors.New("publish not acknowledged in time")
-	}
-}
-
-func (p *scPub) Flush(timeout time.Duration) error {
-	var first error
-	deadline := time.Now().Add(timeout)
-	for p.count > 0 {
-		if err := p.waitOldest(max(time.Until(deadline), time.Millisecond)); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
+func (p *scPub) Flush(timeout time.Duration) error { return p.pending.flush(timeout) }
 
 func (p *scPub) Close() { p.c.Close() }
