@@ -153,6 +153,28 @@ func TestWillDelay(t *testing.T) {
 			t.Fatalf("delayed will sent after %v, before its 1s delay", d)
 		}
 	})
+	t.Run("capped by the session expiry", func(t *testing.T) {
+		// Will delay 60s, session expiry 1s: the session ends first, and
+		// with it the wait (MQTT 5 3.1.3.2.2).
+		long, short := uint32(60), uint32(1)
+		c, _, err := testutil.Connect5(t, testutil.Dial(t, b.MQTTAddr()), &paho.Connect{
+			ClientID: "capped", CleanStart: true,
+			Properties:     &paho.ConnectProperties{SessionExpiryInterval: &short},
+			WillMessage:    &paho.WillMessage{Topic: "delayed/capped", Payload: []byte("capped"), QoS: 1},
+			WillProperties: &paho.WillProperties{WillDelayInterval: &long},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Drop()
+		dropped := time.Now()
+		if m := watcher.Next(t); m.Topic != "delayed/capped" {
+			t.Fatalf("got %s", m.Topic)
+		}
+		if d := time.Since(dropped); d > 5*time.Second {
+			t.Fatalf("will sent after %v: the 60s delay was not capped by the 1s session expiry", d)
+		}
+	})
 	t.Run("comes back in time", func(t *testing.T) {
 		c := connect("back")
 		c.Drop()
