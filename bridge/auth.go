@@ -40,13 +40,27 @@ func (s *socket) useToken(tok string) *Error {
 // nothing reaches the socket that the new identity may not read.
 func (s *socket) setIdentity(id *Identity, exp int64, why string) {
 	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
 	for _, m := range s.subs {
 		m.check.Store(true)
 	}
 	s.identity.Store(id)
 	s.tokenExp.Store(exp)
 	s.recheckLocked(why)
+	s.stateMu.Unlock()
+	s.identityChanged()
+}
+
+// identityChanged tells an IdentityObserver about a login or logout of an
+// open socket (one whose SocketOpened has been called).
+func (s *socket) identityChanged() {
+	select {
+	case <-s.opened:
+	default:
+		return // during the handshake: SocketOpened reports the identity
+	}
+	if o, ok := s.h.observer.(IdentityObserver); ok {
+		o.SocketIdentityChanged(s.session)
+	}
 }
 
 // recheckLocked re-authorizes every subscription: refused ones are kicked

@@ -86,3 +86,12 @@ type Observer interface {
 	SocketOpened(s *Session)
 	SocketClosed(s *Session, info CloseInfo)
 }
+
+// IdentityObserver is an optional extension of Observer: an Observer that
+// also implements it is told when an open socket logs in, logs out, or
+// loses its login (token expiry, deleted user). It may run on the socket's
+// reader goroutine or on the goroutine of an auth reload, and must return
+// quickly.
+type IdentityObserver interface {
+	SocketIdentityChanged(s *Session)
+}

@@ -102,6 +102,7 @@ func ClientTopic(id string) string { return ClientsPrefix + TopicID(id) }
 
 type change struct {
 	join     bool
+	update   bool
 	s        Session
 	reason   string
 	takeover bool
@@ -163,6 +164,13 @@ func (t *Tracker) Disconnected(id, conn, reason string) {
 	t.enqueue(change{s: Session{ID: id, Conn: conn}, reason: reason, at: time.Now()})
 }
 
+// Update replaces the document of a live session (for example after its
+// user logged in) without a connected or disconnected event. It changes
+// nothing if the session's connection is not the current one.
+func (t *Tracker) Update(s Session) {
+	t.enqueue(change{update: true, s: s, at: time.Now()})
+}
+
 // Flush waits until every change enqueued so far has been published.
 func (t *Tracker) Flush() {
 	ch := make(chan struct{})
@@ -209,6 +217,8 @@ func (t *Tracker) run() {
 			close(c.flush)
 		case c.join:
 			t.join(c)
+		case c.update:
+			t.update(c)
 		default:
 			t.leave(c)
 		}
@@ -225,6 +235,18 @@ func (t *Tracker) join(c change) {
 	takeover := c.takeover || (existed && old.Conn != c.s.Conn)
 	t.publishDoc(c.s)
 	t.publishEvent(ConnectedTopic, Event{Session: c.s, Event: "connected", Takeover: takeover, At: c.at})
+}
+
+func (t *Tracker) update(c change) {
+	t.mu.Lock()
+	cur, ok := t.sessions[c.s.ID]
+	if !ok || cur.Conn != c.s.Conn {
+		t.mu.Unlock()
+		return
+	}
+	t.sessions[c.s.ID] = c.s
+	t.mu.Unlock()
+	t.publishDoc(c.s)
 }
 
 func (t *Tracker) leave(c change) {

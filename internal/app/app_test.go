@@ -216,3 +216,56 @@ func TestMQTTCannotImpersonateASocket(t *testing.T) {
 		t.Fatalf("MQTT connect with a socket's id %q: %v %+v", id, err, ca)
 	}
 }
+
+// A socket that logs in after connecting shows its user in presence; one
+// that connects with a token shows it from the start.
+func TestPresenceFollowsSocketLogin(t *testing.T) {
+	dir := t.TempDir()
+	var pf auth.PasswordFile
+	if _, err := pf.Set("alice", "apw", auth.DefaultIterations); err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(dir, "passwd")
+	if err := pf.Save(pw); err != nil {
+		t.Fatal(err)
+	}
+	anon := true
+	a := startApp(t, func(c *config.File) { c.Auth.PasswordFile, c.Auth.AllowAnonymous = pw, &anon })
+	viewer := testutil.MustConnect5(t, a.Broker.MQTTAddr(), "viewer")
+	viewer.Sub(t, "$presence/#", 1)
+	doc := func(id string) presence.Session {
+		t.Helper()
+		for {
+			m := viewer.Next(t)
+			if m.Topic == presence.ClientTopic(id) && len(m.Payload) > 0 {
+				var s presence.Session
+				if err := json.Unmarshal(m.Payload, &s); err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			if m.Topic == presence.ConnectedTopic {
+				var ev presence.Event
+				_ = json.Unmarshal(m.Payload, &ev)
+				if ev.ID == id && ev.User != "" {
+					t.Fatalf("login produced a second connected event: %s", m.Payload)
+				}
+			}
+		}
+	}
+	c, id := sc(t, a)
+	if s := doc(id); s.User != "" {
+		t.Fatalf("anonymous socket listed with user %q", s.User)
+	}
+	token := c.Login("alice", "apw")
+	if s := doc(id); s.User != "alice" {
+		t.Fatalf("after login the document says user %q", s.User)
+	}
+	// Reconnecting with the token: the user is there from the first document.
+	c2 := testutil.DialSC(t, testutil.SCURL(a.Broker.HTTPAddr()), nil)
+	hs := c2.Handshake(&token)
+	id2, _ := hs["id"].(string)
+	if s := doc(id2); s.User != "alice" {
+		t.Fatalf("socket authenticated at handshake listed with user %q", s.User)
+	}
+}

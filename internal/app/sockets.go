@@ -20,13 +20,26 @@ type socketObserver struct {
 	wills    *lwt.Registry
 }
 
-var _ bridge.Observer = (*socketObserver)(nil)
+var (
+	_ bridge.Observer         = (*socketObserver)(nil)
+	_ bridge.IdentityObserver = (*socketObserver)(nil)
+)
 
-func (o *socketObserver) SocketOpened(s *bridge.Session) {
-	o.presence.Connected(presence.Session{
+func socketSession(s *bridge.Session) presence.Session {
+	return presence.Session{
 		ID: s.ID(), User: s.Username(), Protocol: presence.ProtocolSocketCluster,
 		Transport: broker.TransportWebSocket, Remote: s.Remote(), ConnectedAt: s.ConnectedAt(), Conn: s.ID(),
-	}, false)
+	}
+}
+
+func (o *socketObserver) SocketOpened(s *bridge.Session) {
+	o.presence.Connected(socketSession(s), false)
+}
+
+// SocketIdentityChanged updates the socket's presence document when it logs
+// in or out.
+func (o *socketObserver) SocketIdentityChanged(s *bridge.Session) {
+	o.presence.Update(socketSession(s))
 }
 
 func (o *socketObserver) SocketClosed(s *bridge.Session, info bridge.CloseInfo) {
