@@ -39,6 +39,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePasswordFile -fuzztime 20s ./auth
 	$(GO) test -run '^$$' -fuzz FuzzParseACL -fuzztime 20s ./auth
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 20s ./internal/scproto
+	$(GO) test -run '^$$' -fuzz FuzzPacketsAfterConnect -fuzztime 60s ./broker
 
 clean:
 	rm -rf bin data
