@@ -281,6 +281,7 @@ const droppedWillTopic = ReservedClientIDPrefix + "dropped-will"
 // OnWill re-checks the will topic when the will is about to be sent:
 // permissions may have changed since CONNECT.
 func (h *policyHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	h.s.willGuard.markHandled(cl)
 	if will.TopicName == droppedWillTopic {
 		return will, nil
 	}

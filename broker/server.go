@@ -52,6 +52,8 @@ type Server struct {
 	wills     pendingWills
 
 	pidSwaps   packetIDSwaps
+	willGuard  willGuard
+	policy     *policyHook
 	expiry     *expirer
 	expiryDone chan struct{}
 
@@ -111,7 +113,8 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 	s.internal.Properties.ProtocolVersion = 5
 	s.metrics = newMetrics(reg, mq)
 
-	if err := mq.AddHook(&policyHook{s: s}, nil); err != nil {
+	s.policy = &policyHook{s: s}
+	if err := mq.AddHook(s.policy, nil); err != nil {
 		return nil, fmt.Errorf("add policy hook: %w", err)
 	}
 	if cfg.Persistence.Enabled {

@@ -156,15 +156,18 @@ func (h *policyHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
+	// Every established session reaches OnDisconnect, which forgets it.
+	h.s.willGuard.remember(cl)
 	h.s.sessions.established(cl, h.s.takeovers.LoadAndDelete(cl))
 }
 
 // OnDisconnect reports the end of a session.
-func (h *policyHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func (h *policyHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	if cl.Net.Inline {
 		return
 	}
 	h.s.pidSwaps.forget(cl)
+	h.s.publishMissedWill(cl, err)
 	if h.s.takeovers.LoadAndDelete(cl) {
 		// This connection took a live session over but failed before it was
 		// established: the session it replaced is gone too.
@@ -189,4 +192,17 @@ func (s *Server) SessionCount() int {
 	s.sessions.mu.Lock()
 	defer s.sessions.mu.Unlock()
 	return len(s.sessions.conns)
+}
+
+// Connected reports whether an MQTT session with client id is currently
+// connected (established and not yet reported as ended).
+func (s *Server) Connected(id string) bool {
+	s.sessions.mu.Lock()
+	defer s.sessions.mu.Unlock()
+	for cl := range s.sessions.conns {
+		if cl.ID == id {
+			return true
+		}
+	}
+	return false
 }

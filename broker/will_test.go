@@ -89,6 +89,7 @@ func TestWillMatrix(t *testing.T) {
 					// A sentinel published after the ending proves absence of
 					// a will that must not come (deliveries keep their order).
 					if how == clean {
+						testutil.WaitGone(t, b, id)
 						testutil.MustConnect5(t, b.MQTTAddr(), "s-"+id).Pub(t, topic, 2, false, "sentinel")
 						if m := watcher.Next(t); string(m.Payload) != "sentinel" {
 							t.Fatalf("will sent after a clean DISCONNECT: %q", m.Payload)

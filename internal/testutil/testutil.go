@@ -71,3 +71,15 @@ func StartBroker(t testing.TB, cfg broker.Config, authz broker.Authorizer) *brok
 	})
 	return b
 }
+
+// WaitGone waits until the broker has finished with the connection of
+// client id (its will, if any, has been handled): the session is no longer
+// connected. A sentinel published afterwards then proves that a will that
+// must not be sent was not.
+func WaitGone(t testing.TB, b *broker.Server, id string) {
+	t.Helper()
+	WaitFor(t, 5*time.Second, func() bool {
+		cl, ok := b.MQTT().Clients.Get(id)
+		return !ok || cl.Closed() && cl.StopTime() != 0 && !b.Connected(id)
+	}, "the broker to finish with client "+id)
+}
