@@ -101,14 +101,24 @@ func TestBridgeWillFiresOnlyOnUncleanEnd(t *testing.T) {
 
 	// A clean disconnect() (close 1000) publishes nothing; nor does a will
 	// cleared with clearWill.
-	polite, _ := sc(t, a)
+	polite, politeID := sc(t, a)
 	mustOK(t, polite.Invoke("setWill", map[string]any{"channel": "wills/polite", "data": "x"}), "setWill")
-	cleared, _ := sc(t, a)
+	cleared, clearedID := sc(t, a)
 	mustOK(t, cleared.Invoke("setWill", map[string]any{"channel": "wills/cleared", "data": "x"}), "setWill")
 	mustOK(t, cleared.Invoke("clearWill", map[string]any{"channel": "wills/cleared"}), "clearWill")
 	_ = polite.Conn().WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"))
 	polite.WaitClose()
 	_ = cleared.Conn().UnderlyingConn().Close()
+	// A socket leaves presence only after its will step: once both are gone,
+	// any will would already have been published.
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		for _, s := range a.Presence.List() {
+			if s.ID == politeID || s.ID == clearedID {
+				return false
+			}
+		}
+		return true
+	}, "both sockets to leave presence")
 	testutil.MustConnect5(t, a.Broker.MQTTAddr(), "sentinel").Pub(t, "wills/sentinel", 1, false, "sentinel")
 	if m := watcher.Next(t); m.Topic != "wills/sentinel" {
 		t.Fatalf("got %s %q: a will was sent after a clean close or clearWill", m.Topic, m.Payload)
