@@ -380,3 +380,40 @@ func TestPublishWithPropertiesIsAcknowledged(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown completes while clients keep connecting and disconnecting
+// (mochi's own client-closing path could deadlock on its client map).
+func TestShutdownDuringConnectionChurn(t *testing.T) {
+	for round := range 5 {
+		b := testutil.StartBroker(t, testutil.BrokerConfig(t), nil)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := net.DialTimeout("tcp", b.MQTTAddr(), time.Second)
+				if err != nil {
+					continue // shutting down
+				}
+				_, _ = c.Write([]byte{0x10, 0x0d, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 30, 0, 1, byte('a' + i%26)})
+				_ = c.Close()
+			}
+		}()
+		for range 20 {
+			testutil.MustConnect5(t, b.MQTTAddr(), fmt.Sprintf("steady-%d", round))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := b.Shutdown(ctx)
+		cancel()
+		close(stop)
+		<-done
+		if err != nil {
+			t.Fatalf("round %d: shutdown during churn: %v", round, err)
+		}
+	}
+}

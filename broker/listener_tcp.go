@@ -22,17 +22,19 @@ type tcpListener struct {
 	tlsConfig      *tls.Config
 	connectTimeout time.Duration
 	onEnd          func(remote string, err error, connected bool)
+	closeClients   func(listenerID string)
 
-	mu     sync.Mutex
-	ln     net.Listener
-	log    *slog.Logger
-	closed bool
+	mu       sync.Mutex
+	ln       net.Listener
+	log      *slog.Logger
+	closed   bool
+	handoffs handoffs
 }
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func newTCPListener(id, address string, tlsConfig *tls.Config, connectTimeout time.Duration, onEnd func(string, error, bool)) *tcpListener {
-	return &tcpListener{id: id, address: address, tlsConfig: tlsConfig, connectTimeout: connectTimeout, onEnd: onEnd}
+func newTCPListener(id, address string, tlsConfig *tls.Config, connectTimeout time.Duration, onEnd func(string, error, bool), closeClients func(string)) *tcpListener {
+	return &tcpListener{id: id, address: address, tlsConfig: tlsConfig, connectTimeout: connectTimeout, onEnd: onEnd, closeClients: closeClients}
 }
 
 // Init binds the address.
@@ -91,15 +93,21 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 			_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 		}
 		tc := &trackedConn{Conn: conn}
+		if !l.handoffs.begin(tc) {
+			_ = conn.Close() // shutting down
+			continue
+		}
 		go func() {
+			defer l.handoffs.end(tc)
 			err := runGuarded(l.log, conn, func() error { return establish(l.id, tc) })
 			l.onEnd(conn.RemoteAddr().String(), err, tc.connected.Load())
 		}()
 	}
 }
 
-// Close stops accepting and asks the server to close this listener's clients.
-func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting and closes this listener's clients. It uses the
+// broker's own closeClients, not mochi's (see Server.closeClientsOf).
+func (l *tcpListener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -111,5 +119,8 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 	if ln != nil {
 		_ = ln.Close()
 	}
-	closeClients(l.id)
+	if l.closeClients != nil {
+		l.closeClients(l.id)
+	}
+	l.handoffs.closeAll()
 }

@@ -27,19 +27,21 @@ type wsListener struct {
 	connectTimeout time.Duration
 	maxPacket      int64
 	onEnd          func(remote string, err error, connected bool)
+	closeClients   func(listenerID string)
 	upgrader       websocket.Upgrader
 
 	mu        sync.Mutex
 	establish listeners.EstablishFn
 	closed    bool
 	log       *slog.Logger
+	handoffs  handoffs
 }
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id, path string, connectTimeout time.Duration, maxPacket uint32, onEnd func(string, error, bool)) *wsListener {
+func newWSListener(id, path string, connectTimeout time.Duration, maxPacket uint32, onEnd func(string, error, bool), closeClients func(string)) *wsListener {
 	return &wsListener{
-		id: id, path: path, connectTimeout: connectTimeout, maxPacket: int64(maxPacket), onEnd: onEnd,
+		id: id, path: path, connectTimeout: connectTimeout, maxPacket: int64(maxPacket), onEnd: onEnd, closeClients: closeClients,
 		upgrader: websocket.Upgrader{
 			Subprotocols:    []string{"mqtt"},
 			ReadBufferSize:  4096,
@@ -62,11 +64,14 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	l.mu.Unlock()
 }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+// Close closes this listener's clients, with the broker's own
+// closeClients (see Server.closeClientsOf).
+func (l *wsListener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
-	closeClients(l.id)
+	l.closeClients(l.id)
+	l.handoffs.closeAll()
 }
 
 // ServeHTTP upgrades the request and runs the MQTT session on it. A client
@@ -97,6 +102,11 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 	}
 	tc := &trackedConn{Conn: conn}
+	if !l.handoffs.begin(tc) {
+		conn.closeWith(websocket.CloseGoingAway) // shutting down
+		return
+	}
+	defer l.handoffs.end(tc)
 	err = runGuarded(l.log, conn, func() error { return establish(l.id, tc) })
 	conn.closeWith(websocket.CloseNormalClosure)
 	l.onEnd(conn.RemoteAddr().String(), err, tc.connected.Load())

@@ -172,7 +172,7 @@ func (s *Server) Start() (err error) {
 		}
 	}()
 	if l.MQTT.Address != "" {
-		s.tcp = newTCPListener(listenerMQTT, l.MQTT.Address, nil, s.cfg.Limits.ConnectTimeout, s.connectionEnded)
+		s.tcp = newTCPListener(listenerMQTT, l.MQTT.Address, nil, s.cfg.Limits.ConnectTimeout, s.connectionEnded, s.closeClientsOf)
 		if err := s.mq.AddListener(s.tcp); err != nil {
 			return fmt.Errorf("listeners.mqtt: %w", err)
 		}
@@ -182,13 +182,13 @@ func (s *Server) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("listeners.mqtt_tls: %w", err)
 		}
-		s.tls = newTCPListener(listenerMQTTTLS, l.MQTTTLS.Address, tc, s.cfg.Limits.ConnectTimeout, s.connectionEnded)
+		s.tls = newTCPListener(listenerMQTTTLS, l.MQTTTLS.Address, tc, s.cfg.Limits.ConnectTimeout, s.connectionEnded, s.closeClientsOf)
 		if err := s.mq.AddListener(s.tls); err != nil {
 			return fmt.Errorf("listeners.mqtt_tls: %w", err)
 		}
 	}
 	if l.HTTP.Address != "" {
-		s.ws = newWSListener(listenerWS, l.HTTP.MQTTPath, s.cfg.Limits.ConnectTimeout, s.cfg.Limits.MaxPacketSize, s.connectionEnded)
+		s.ws = newWSListener(listenerWS, l.HTTP.MQTTPath, s.cfg.Limits.ConnectTimeout, s.cfg.Limits.MaxPacketSize, s.connectionEnded, s.closeClientsOf)
 		if err := s.mq.AddListener(s.ws); err != nil {
 			return fmt.Errorf("listeners.http: %w", err)
 		}
@@ -298,10 +298,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Info returns a snapshot of mochi's counters.
-func (s *Server) clients() int64 { return atomic.LoadInt64(&s.mq.Info.ClientsConnected) }
-
-// disconnect closes a client with a reason code (used by revocation).
-func (s *Server) disconnect(cl *mqtt.Client, code packets.Code) {
-	_ = s.mq.DisconnectClient(cl, code)
+// closeClientsOf disconnects every live client of a listener with MQTT 5
+// reason 0x8B (server shutting down). It replaces mochi's
+// closeListenerClients, whose Clients.GetByListener takes the clients'
+// read lock twice: with a client disconnecting at the same moment (waiting
+// for the write lock in between) it deadlocks, and shutdown hangs forever.
+// Clients.GetAll takes the lock once.
+func (s *Server) closeClientsOf(listenerID string) {
+	for _, cl := range s.mq.Clients.GetAll() {
+		if cl.Net.Listener == listenerID && !cl.Closed() {
+			_ = s.mq.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
