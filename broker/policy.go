@@ -12,9 +12,13 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
+// sockmqNamespace is the broker's own topic namespace (dropped wills,
+// refused publishes and filters) and the prefix of its own client ids.
+const sockmqNamespace = "$sockmq/"
+
 // ReservedClientIDPrefix starts the ids of the broker's own clients (its
 // internal publisher).
-const ReservedClientIDPrefix = "$sockmq/"
+const ReservedClientIDPrefix = sockmqNamespace
 
 // reservedTopicPrefixes are topic namespaces only the broker may publish to
 // (also as a will).
@@ -173,7 +177,7 @@ func (h *policyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 		}
 		return !IsReservedTopic(topic) && h.mayWrite(cl, topic)
 	}
-	if strings.HasPrefix(topic, ReservedClientIDPrefix) {
+	if strings.HasPrefix(topic, sockmqNamespace) {
 		return false // the broker's own namespace: dropped wills, refused filters
 	}
 	if h.s.auth == nil {
@@ -203,7 +207,7 @@ func (h *policyHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 }
 
 // refusedTopic replaces topics that mochi would drop without an answer.
-const refusedTopic = ReservedClientIDPrefix + "refused"
+const refusedTopic = sockmqNamespace + "refused"
 
 // OnPacketRead makes a publish to $SYS get a proper refusal: mochi drops it
 // before any ACL check without acknowledging it, which leaves a QoS 1/2
@@ -236,7 +240,7 @@ func (h *policyHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _
 // overQuotaFilter replaces filters beyond limits.max_subscriptions: it is
 // valid, lies in the reserved namespace, and is refused by OnACLCheck, so
 // the client gets a failure code for exactly those filters.
-const overQuotaFilter = ReservedClientIDPrefix + "subscription-limit"
+const overQuotaFilter = sockmqNamespace + "subscription-limit"
 
 // OnSubscribe enforces limits.max_subscriptions per client.
 func (h *policyHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
@@ -276,7 +280,7 @@ func isFilter(s string) bool {
 // droppedWillTopic is where a will that may no longer be sent is redirected:
 // mochi offers no way to cancel a will from its OnWill hook, so it goes to a
 // reserved topic that no client may read and that wildcards never match.
-const droppedWillTopic = ReservedClientIDPrefix + "dropped-will"
+const droppedWillTopic = sockmqNamespace + "dropped-will"
 
 // OnWill re-checks the will topic when the will is about to be sent:
 // permissions may have changed since CONNECT.
