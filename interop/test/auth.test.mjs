@@ -123,7 +123,12 @@ describe('SocketCluster bridge: login and tokens (allow_anonymous: false)', () =
         await srv.guard(async (_t, cleanup) => {
           const sc = await connectSC(v, srv, cleanup);
           const sub = sc.subscribe('sensors/room1', {waitForAuth: true});
-          await sub.events.none((e) => e.type === 'subscribe' || e.type === 'subscribeFail', 200);
+          // A round trip on the same socket (refused here: anonymous sockets
+          // may only log in, but the refusal is an answer): a subscribe sent
+          // before it would have been answered before it.
+          await assert.rejects(sc.invoke('getSessionId'), (e) => e.name === 'AuthError');
+          assert.equal(sub.events.items.filter((e) => e.type === 'subscribe' || e.type === 'subscribeFail').length, 0,
+            'a waitForAuth subscription was sent before login');
           assert.equal(sub.channel.state, 'pending');
           await sc.invoke('login', {username: 'bob', password: USERS.bob});
           await sub.subscribed();

@@ -144,13 +144,6 @@ export class Inbox {
       this.waiters.push(w);
     });
   }
-
-  /** Asserts that no matching item arrives within ms (polls, then checks). */
-  async none(pred = () => true, ms = 300) {
-    await sleepTick(ms);
-    const hit = this.items.find((x, i) => !this.taken.has(i) && pred(x));
-    if (hit !== undefined) throw new Error(`${this.name}: unexpected item ${preview(hit)}`);
-  }
 }
 
 export function preview(x) {
