@@ -133,17 +133,20 @@ func (s *Server) expireDue(now int64) {
 	}
 }
 
+// expired reports whether the message now at entry e's place has expired;
+// if it expires later (the place holds a newer message), e is rescheduled.
+func (x *expirer) expired(e expiryEntry, pk packets.Packet, now int64) bool {
+	at := x.expiryOf(pk)
+	if at > now {
+		e.at = at
+		x.add(e)
+	}
+	return at != 0 && at <= now
+}
+
 func (s *Server) expireRetained(e expiryEntry, now int64) {
 	pk, ok := s.mq.Topics.Retained.Get(e.topic)
-	if !ok {
-		return
-	}
-	at := s.expiry.expiryOf(pk)
-	switch {
-	case at == 0:
-	case at > now:
-		s.expiry.add(expiryEntry{at: at, topic: e.topic}) // replaced by a later message
-	default:
+	if ok && s.expiry.expired(e, pk, now) {
 		s.mq.Topics.Retained.Delete(e.topic)
 		atomic.StoreInt64(&s.mq.Info.Retained, int64(s.mq.Topics.Retained.Len()))
 		if s.store != nil {
@@ -158,15 +161,7 @@ func (s *Server) expireInflight(e expiryEntry, now int64) {
 		return
 	}
 	pk, ok := cl.State.Inflight.Get(e.packetID)
-	if !ok {
-		return
-	}
-	at := s.expiry.expiryOf(pk)
-	switch {
-	case at == 0:
-	case at > now:
-		s.expiry.add(expiryEntry{at: at, clientID: e.clientID, packetID: e.packetID})
-	default:
+	if ok && s.expiry.expired(e, pk, now) {
 		if cl.State.Inflight.Delete(e.packetID) {
 			atomic.AddInt64(&s.mq.Info.Inflight, -1)
 			if s.store != nil {

@@ -2,11 +2,14 @@ package broker
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/sockmq/sockmq/auth"
 )
 
 // willGuard makes sure a will is published when the broker ends a
@@ -61,7 +64,7 @@ func (g *willGuard) take(cl *mqtt.Client) (mqtt.Will, bool) {
 
 // publishMissedWill runs in OnDisconnect: if the server ended cl's
 // connection and mochi skipped its will, the will is published now (or,
-// with a will delay, scheduled), after the same permission check.
+// with a will delay, scheduled); its permission is checked when it is sent.
 func (s *Server) publishMissedWill(cl *mqtt.Client, err error) {
 	w, ok := s.willGuard.take(cl)
 	if !ok {
@@ -75,9 +78,30 @@ func (s *Server) publishMissedWill(cl *mqtt.Client, err error) {
 	if w.WillDelayInterval > 0 && takeover {
 		return // the session continues on the new connection
 	}
-	if IsReservedTopic(w.TopicName) || (s.auth != nil && !s.policy.mayWrite(cl, w.TopicName)) {
-		s.log.Info("will dropped: topic no longer permitted", "client", cl.ID, "user", usernameOf(cl), "topic", w.TopicName)
+	id := identityOf(cl)
+	id.Username = strings.Clone(id.Username) // outlives cl in a delayed send
+	if w.WillDelayInterval > 0 {
+		s.wills.schedule(cl.ID, secondsDuration(w.WillDelayInterval), func() {
+			if cur, ok := s.mq.Clients.Get(id.ClientID); ok && cur != cl && !cur.Closed() {
+				return // reconnected meanwhile
+			}
+			s.sendWill(id, w)
+		})
 		return
+	}
+	if s.sendWill(id, w) && s.store != nil {
+		s.store.clearWill(cl.ID)
+	}
+}
+
+// sendWill publishes a will that mochi could not publish itself, with the
+// checks every will gets when it is sent: not into a reserved namespace,
+// and only if the client may still write the topic. It reports whether the
+// will was published.
+func (s *Server) sendWill(id auth.Identity, w mqtt.Will) bool {
+	if IsReservedTopic(w.TopicName) || (s.auth != nil && !s.auth.Allowed(id, w.TopicName, auth.Write)) {
+		s.log.Info("will dropped: topic no longer permitted", "client", id.ClientID, "user", id.Username, "topic", w.TopicName)
+		return false
 	}
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: w.Qos, Retain: w.Retain},
@@ -86,23 +110,11 @@ func (s *Server) publishMissedWill(cl *mqtt.Client, err error) {
 		PacketID:    uint16(w.Qos),
 		Properties:  packets.Properties{User: w.User},
 	}
-	if w.WillDelayInterval > 0 {
-		id := cl.ID
-		s.wills.schedule(id, secondsDuration(w.WillDelayInterval), func() {
-			if cur, ok := s.mq.Clients.Get(id); ok && cur != cl && !cur.Closed() {
-				return // reconnected meanwhile
-			}
-			_ = s.mq.InjectPacket(s.internal, pk)
-		})
-		return
-	}
 	if err := s.mq.InjectPacket(s.internal, pk); err != nil {
-		s.log.Warn("will not published", "client", cl.ID, "error", err)
-		return
+		s.log.Warn("will not published", "client", id.ClientID, "error", err)
+		return false
 	}
-	if s.store != nil {
-		s.store.clearWill(cl.ID)
-	}
+	return true
 }
 
 func secondsDuration(n uint32) time.Duration { return time.Duration(n) * time.Second }

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/sockmq/sockmq/auth"
 )
@@ -88,22 +87,7 @@ func (s *Server) sendRestoredWill(cl *mqtt.Client, rec clientRecord) {
 	if cur, ok := s.mq.Clients.Get(rec.ID); !ok || cur != cl || !s.running.Load() {
 		return // reconnected, expired, or shutting down
 	}
-	w := rec.Will
 	user := string(rec.Username)
-	id := auth.Identity{Username: user, ClientID: rec.ID, Anonymous: user == ""}
-	if IsReservedTopic(w.TopicName) || (s.auth != nil && !s.auth.Allowed(id, w.TopicName, auth.Write)) {
-		s.log.Info("will dropped: topic no longer permitted", "client", rec.ID, "user", user, "topic", w.TopicName)
-	} else {
-		pk := packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: w.Qos, Retain: w.Retain},
-			TopicName:   w.TopicName,
-			Payload:     w.Payload,
-			PacketID:    uint16(w.Qos),
-			Properties:  packets.Properties{User: w.User},
-		}
-		if err := s.mq.InjectPacket(s.internal, pk); err != nil {
-			s.log.Warn("restored will not published", "client", rec.ID, "error", err)
-		}
-	}
+	s.sendWill(auth.Identity{Username: user, ClientID: rec.ID, Anonymous: user == ""}, mqtt.Will(rec.Will))
 	s.store.clearWill(rec.ID)
 }
