@@ -61,11 +61,8 @@ func runConns(kind string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "Prints \"READY <connected> <failed>\" when all are open, so a script can then read the\nserver's memory (e.g. VmRSS in /proc/<pid>/status).\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	var err error
 	target := *addr

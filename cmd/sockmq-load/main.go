@@ -22,6 +22,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -76,4 +78,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sockmq-load: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
+}
+
+// parseFlags parses a subcommand's flags; when it returns ok false the
+// command ends with code (0 after --help, 2 for a usage error).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
 }

@@ -173,11 +173,8 @@ func (o *pubsubOpts) validate() error {
 
 func runPubSub(kind string, args []string, stdout, stderr io.Writer) int {
 	fs, o := pubsubFlags(kind, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if err := o.validate(); err != nil {
 		fmt.Fprintf(stderr, "sockmq-load %s: %v\n", kind, err)

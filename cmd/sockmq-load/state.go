@@ -35,11 +35,8 @@ func runStateCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "Usage: sockmq-load state [flags]\n\nLeaves state in an MQTT broker: retained messages and offline persistent sessions with\nqueued QoS 1 messages (clients use MQTT 3.1.1).\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	err := checkLoopbackAddr(*addr)
 	switch {

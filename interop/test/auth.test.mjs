@@ -26,6 +26,19 @@ function decodeJwtPayload(jwt) {
 
 const USERS = {alice: 'alice-pw', bob: 'bob-pw', device: 'device-pw'};
 
+/** Logs sc in as alice and waits until the client counts as authenticated. */
+async function loginAlice(sc) {
+  await sc.invoke('login', {username: 'alice', password: USERS.alice});
+  await sc.events.next((e) => e.type === 'authenticate', 3000, 'authenticate event');
+}
+
+/** Logs sc in as alice and returns the token from #setAuthToken. */
+async function loginToken(sc) {
+  await sc.invoke('login', {username: 'alice', password: USERS.alice});
+  const f = await sc.frames.next((x) => x.packet?.event === '#setAuthToken', 3000, '#setAuthToken');
+  return f.packet.data.token;
+}
+
 describe('SocketCluster bridge: login and tokens (allow_anonymous: false)', () => {
   let srv;
   before(async () => { srv = await Sockmq.start({name: 'auth', bridge: true, users: USERS, allowAnonymous: false}); });
@@ -141,8 +154,7 @@ describe('SocketCluster bridge: login and tokens (allow_anonymous: false)', () =
       test('deauthenticate: the server drops the identity and kicks the socket out of its channels', T, async (t) => {
         await srv.guard(async (_t, cleanup) => {
           const sc = await connectSC(v, srv, cleanup);
-          await sc.invoke('login', {username: 'alice', password: USERS.alice});
-          await sc.events.next((e) => e.type === 'authenticate', 3000, 'authenticate event');
+          await loginAlice(sc);
           const sub = sc.subscribe('sensors/room1');
           await sub.subscribed();
           await sc.deauthenticate();
@@ -160,8 +172,7 @@ describe('SocketCluster bridge: login and tokens (allow_anonymous: false)', () =
       test('logout procedure: #removeAuthToken, the client forgets its token', T, async (t) => {
         await srv.guard(async (_t, cleanup) => {
           const sc = await connectSC(v, srv, cleanup);
-          await sc.invoke('login', {username: 'alice', password: USERS.alice});
-          await sc.events.next((e) => e.type === 'authenticate', 3000, 'authenticate event');
+          await loginAlice(sc);
           await sc.invoke('logout');
           await sc.frames.next((f) => f.packet?.event === '#removeAuthToken', 3000, '#removeAuthToken');
           await waitFor(() => sc.authState === 'unauthenticated', {what: 'authState unauthenticated'});
@@ -178,10 +189,9 @@ describe('SocketCluster bridge: login and tokens (allow_anonymous: false)', () =
   test('socketcluster-client 20.0.2: a tampered token is refused at handshake (authError, #removeAuthToken)', T, async (t) => {
     await srv.guard(async (_t, cleanup) => {
       const a = await connectSC('20', srv, cleanup);
-      await a.invoke('login', {username: 'alice', password: USERS.alice});
-      const tok = await a.frames.next((f) => f.packet?.event === '#setAuthToken', 3000);
-      const [h, , s] = tok.packet.data.token.split('.');
-      const forgedPayload = {...decodeJwtPayload(tok.packet.data.token), username: 'bob'};
+      const token = await loginToken(a);
+      const [h, , s] = token.split('.');
+      const forgedPayload = {...decodeJwtPayload(token), username: 'bob'};
       const forged = `${h}.${Buffer.from(JSON.stringify(forgedPayload)).toString('base64url')}.${s}`;
       let stored = forged;
       const authEngine = {
@@ -222,8 +232,7 @@ describe('SocketCluster bridge: ACL (mosquitto syntax)', () => {
       test('forbidden subscribe → subscribeFail; read-only publish rejected; granted ones work', T, async (t) => {
         await srv.guard(async (_t, cleanup) => {
           const sc = await connectSC(v, srv, cleanup);
-          await sc.invoke('login', {username: 'alice', password: USERS.alice});
-          await sc.events.next((e) => e.type === 'authenticate', 3000, 'authenticate event');
+          await loginAlice(sc);
 
           const secret = sc.subscribe('secret/x');
           const err = await secret.failed();
@@ -275,8 +284,7 @@ describe('SocketCluster bridge: ACL reload (SIGHUP) revokes live subscriptions',
         await srv.setAcl(ACL);
         srv.hup();
         const sc = await connectSC(v, srv, cleanup);
-        await sc.invoke('login', {username: 'alice', password: USERS.alice});
-        await sc.events.next((e) => e.type === 'authenticate', 3000, 'authenticate event');
+        await loginAlice(sc);
         const sensors = sc.subscribe('sensors/#');
         const mine = sc.subscribe('alice/#');
         await sensors.subscribed();
@@ -316,8 +324,7 @@ describe('SocketCluster bridge: token expiry (bridge.token_expiry: 1s)', () => {
     test(`${label(v)}: an expired token deauthenticates the live socket (#removeAuthToken, #kickOut)`, T, async (t) => {
       await srv.guard(async (_t, cleanup) => {
         const sc = await connectSC(v, srv, cleanup);
-        await sc.invoke('login', {username: 'alice', password: USERS.alice});
-        await sc.events.next((e) => e.type === 'authenticate', 3000, 'authenticate event');
+        await loginAlice(sc);
         const exp = sc.authToken?.exp;
         assert.ok(Number.isInteger(exp), `token has exp: ${JSON.stringify(sc.authToken)}`);
         const sub = sc.subscribe('sensors/room1');
@@ -336,9 +343,7 @@ describe('SocketCluster bridge: token expiry (bridge.token_expiry: 1s)', () => {
   test('socketcluster-client 20.0.2: handshake with an expired token → authError AuthTokenExpiredError', T, async (t) => {
     await srv.guard(async (_t, cleanup) => {
       const a = await connectSC('20', srv, cleanup);
-      await a.invoke('login', {username: 'alice', password: USERS.alice});
-      const tok = await a.frames.next((f) => f.packet?.event === '#setAuthToken', 3000);
-      const jwt = tok.packet.data.token;
+      const jwt = await loginToken(a);
       const {exp} = decodeJwtPayload(jwt);
       a.close();
       await waitFor(() => Date.now() / 1000 >= exp + 0.05, {timeout: 3000, what: 'token expiry'});
