@@ -195,7 +195,9 @@ func (s *Server) SessionCount() int {
 }
 
 // Connected reports whether an MQTT session with client id is currently
-// connected (established and not yet reported as ended).
+// connected (established and not yet reported as ended, which happens after
+// its will was handled). It scans every session: for diagnostics and tests,
+// not for per-message paths.
 func (s *Server) Connected(id string) bool {
 	s.sessions.mu.Lock()
 	defer s.sessions.mu.Unlock()
