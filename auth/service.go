@@ -179,6 +179,27 @@ func (s *Service) UserExists(username string) bool {
 	return ok
 }
 
+// CredentialStamp returns a digest of username's password-file entry that
+// changes whenever the entry does: a new password, or a deletion followed
+// by re-creation, stores a new salt and so gives a new stamp. ok is false
+// when a password file is configured and does not list the user. Without
+// a password file every user has the same empty stamp. The stamp is the
+// SHA-256 of the stored hash, never the hash itself; still, treat it as a
+// secret and key it (HMAC) before it reaches a client. The bridge binds its
+// login tokens to it.
+func (s *Service) CredentialStamp(username string) (stamp []byte, ok bool) {
+	sn := s.cur.Load()
+	if sn.hashes == nil {
+		return nil, true
+	}
+	h, ok := sn.hashes[username]
+	if !ok {
+		return nil, false
+	}
+	sum := sha256.Sum256([]byte(h.raw))
+	return sum[:], true
+}
+
 // AnonymousAllowed reports whether clients without a username may connect.
 func (s *Service) AnonymousAllowed() bool { return s.cur.Load().anonymous }
 
