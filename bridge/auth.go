@@ -12,55 +12,80 @@ const (
 	// procLogin checks {username, password} with Authorizer.Authenticate
 	// and, on success, answers {username} and sends #setAuthToken.
 	procLogin = "login"
-	// procLogout deauthenticates the socket (#removeAuthToken).
+	// procLogout deauthenticates the socket (#removeAuthToken) and revokes
+	// its token.
 	procLogout = "logout"
 )
 
 // useToken verifies a signed token and authenticates the socket with it.
 // On failure the socket is left (or made) anonymous and the error for the
-// client is returned; the caller sends #removeAuthToken.
-func (s *socket) useToken(tok string) *Error {
-	c, err := s.h.signer.verify(tok, time.Now())
+// client is returned; the caller sends #removeAuthToken. On success the
+// caller answers and then calls recheckToken with the token returned.
+func (s *socket) useToken(raw string) (*token, *Error) {
+	now := time.Now()
+	c, err := s.h.signer.verify(raw, now)
+	var t *token
+	if err == nil {
+		t = newToken(c)
+		err = s.h.checkToken(t, now)
+	}
 	if err != nil {
-		s.h.log.Debug("auth token refused", "client", s.id, "remote", s.remote, "error", err)
-		s.deauthenticate(false, "auth token refused")
-		return tokenError(err, c)
+		reason := tokenRefusalReason(err)
+		s.h.metrics.tokensRefused.WithLabelValues(reason).Inc()
+		if reason == "invalid" || reason == "expired" {
+			s.h.log.Debug("auth token refused", "client", s.id, "remote", s.remote, "error", err)
+		} else {
+			s.h.failLog.Info("token_refused", "auth token refused", "client", s.id, "user", c.Username, "remote", s.remote, "reason", reason)
+		}
+		s.deauthenticate(false, "auth token refused", false)
+		return nil, tokenError(err, c)
 	}
-	if !s.h.authz.UserExists(c.Username) {
-		s.h.log.Info("auth token refused: user may no longer log in", "client", s.id, "user", c.Username, "remote", s.remote)
-		s.deauthenticate(false, "auth token refused")
-		return &Error{Name: ErrNameTokenInvalid, Message: "the token's user may no longer log in", Fields: map[string]any{"isBadToken": true}}
+	s.setIdentity(&Identity{Username: c.Username, ClientID: s.id}, t, "permissions changed on authentication", false)
+	return t, nil
+}
+
+// recheckToken deauthenticates the socket if t, which it was just given,
+// is no longer valid: a reload or a revocation that ran between the check
+// and the socket taking the token did not see the socket.
+func (s *socket) recheckToken(t *token) {
+	if err := s.h.checkToken(t, time.Now()); err != nil {
+		s.dropToken(t, "your login is no longer valid")
 	}
-	s.setIdentity(&Identity{Username: c.Username, ClientID: s.id}, c.EXP, "permissions changed on authentication")
-	return nil
 }
 
 // setIdentity changes who the socket is and re-checks its subscriptions
 // for the new identity. Deliveries are read-checked during the switch, so
-// nothing reaches the socket that the new identity may not read.
-func (s *socket) setIdentity(id *Identity, exp int64, why string) {
+// nothing reaches the socket that the new identity may not read. why and
+// clean describe the end of the session, if the change ends it.
+func (s *socket) setIdentity(id *Identity, t *token, why string, clean bool) {
 	s.stateMu.Lock()
+	s.swapIdentityLocked(id, t, why)
+	s.stateMu.Unlock()
+	s.updateAdmission(why, clean)
+}
+
+func (s *socket) swapIdentityLocked(id *Identity, t *token, why string) {
 	for _, m := range s.subs {
 		m.check.Store(true)
 	}
 	s.identity.Store(id)
-	s.tokenExp.Store(exp)
+	s.h.tokens.move(s, s.tok.Swap(t), t)
 	s.recheckLocked(why)
-	s.stateMu.Unlock()
-	s.identityChanged()
 }
 
-// identityChanged tells an IdentityObserver about a login or logout of an
-// open socket (one whose SocketOpened has been called).
-func (s *socket) identityChanged() {
-	select {
-	case <-s.opened:
-	default:
-		return // during the handshake: SocketOpened reports the identity
+// dropToken deauthenticates the socket (with #removeAuthToken) if it still
+// holds t, and reports whether it did.
+func (s *socket) dropToken(t *token, why string) bool {
+	s.stateMu.Lock()
+	if s.tok.Load() != t {
+		s.stateMu.Unlock()
+		return false
 	}
-	if o, ok := s.h.observer.(IdentityObserver); ok {
-		o.SocketIdentityChanged(s.session)
-	}
+	s.enqueue(scproto.AppendEvent(nil, evRemoveAuthToken, nil))
+	s.swapIdentityLocked(&Identity{ClientID: s.id, Anonymous: true}, nil, why)
+	s.stateMu.Unlock()
+	s.updateAdmission(why, false)
+	return true
 }
 
 // recheckLocked re-authorizes every subscription: refused ones are kicked
@@ -95,35 +120,50 @@ func kickOutFrame(channel, message string) []byte {
 }
 
 // deauthenticate makes the socket anonymous; notify sends #removeAuthToken
-// so that the client drops its token.
-func (s *socket) deauthenticate(notify bool, why string) {
+// so that the client drops its token. clean tells whether the socket chose
+// it (a logout) for the end of its session.
+func (s *socket) deauthenticate(notify bool, why string, clean bool) {
 	if notify {
 		s.enqueue(scproto.AppendEvent(nil, evRemoveAuthToken, nil))
 	}
 	if s.identity.Load().Anonymous {
 		return
 	}
-	s.setIdentity(&Identity{ClientID: s.id, Anonymous: true}, 0, why)
+	s.setIdentity(&Identity{ClientID: s.id, Anonymous: true}, nil, why, clean)
+}
+
+// logout deauthenticates the socket at its own request and revokes the
+// token it held, so that no other socket can use it until it expires.
+func (s *socket) logout(notify bool, why string) {
+	t := s.tok.Load()
+	s.deauthenticate(notify, why, true)
+	if t != nil {
+		s.h.revoke(s, t)
+		s.h.log.Info("socket logged out; token revoked", "client", s.id, "user", t.user, "remote", s.remote)
+	}
 }
 
 // checkExpiry deauthenticates a socket whose token has expired. It runs
 // for every inbound frame, pongs included, so an idle socket loses its
 // rights within one ping interval.
 func (s *socket) checkExpiry(now time.Time) {
-	if exp := s.tokenExp.Load(); exp != 0 && now.Unix() >= exp {
-		s.h.log.Debug("auth token expired", "client", s.id, "user", s.session.Username())
-		s.deauthenticate(true, "auth token expired")
+	if t := s.tok.Load(); t != nil && now.Unix() >= t.exp && s.dropToken(t, "auth token expired") {
+		s.h.log.Debug("auth token expired", "client", s.id, "user", t.user)
 	}
 }
 
-// reloaded re-checks the socket after the Authorizer's rules changed:
-// deleted users are deauthenticated, and every channel the socket may no
-// longer read is kicked out.
+// reloaded re-checks the socket after the Authorizer's rules changed: a
+// socket whose token no longer matches its user's credentials (password
+// changed, user deleted or re-created) is deauthenticated, and every
+// channel the socket may no longer read is kicked out.
 func (s *socket) reloaded() {
-	if id := s.identity.Load(); !id.Anonymous && !s.h.authz.UserExists(id.Username) {
-		s.h.log.Info("socket deauthenticated: user removed", "client", s.id, "user", id.Username)
-		s.deauthenticate(true, "your account may no longer log in")
-		return
+	if t := s.tok.Load(); t != nil {
+		if err := s.h.checkToken(t, time.Now()); err != nil {
+			if s.dropToken(t, "your login is no longer valid") {
+				s.h.log.Info("socket deauthenticated after auth reload", "client", s.id, "user", t.user, "reason", tokenRefusalReason(err))
+			}
+			return
+		}
 	}
 	s.stateMu.Lock()
 	s.recheckLocked("permission revoked")
@@ -144,23 +184,20 @@ func (s *socket) onLogin(p *scproto.Packet) {
 	if creds.Password != nil {
 		pw = []byte(*creds.Password)
 	}
-	switch s.h.authz.Authenticate(user, pw, true, creds.Password != nil) {
-	case Allowed:
-	case BadCredentials:
-		s.h.log.Info("login failed: bad credentials", "client", s.id, "user", user, "remote", s.remote)
-		s.fail(p, NewError(ErrNameLogin, "invalid username or password"))
-		return
-	default:
-		s.h.log.Info("login failed: not authorized", "client", s.id, "user", user, "remote", s.remote)
-		s.fail(p, NewError(ErrNameLogin, "not authorized to log in"))
+	// The stamp is read before the password is verified: if the entry
+	// changes in between, the token is bound to the old one and refused.
+	stamp, _ := s.h.authz.CredentialStamp(user)
+	if res := s.h.authz.Authenticate(user, pw, true, creds.Password != nil); res != Allowed {
+		s.loginFailed(p, user, res)
 		return
 	}
-	tok, c := s.h.signer.sign(user, time.Now())
-	s.setIdentity(&Identity{Username: user, ClientID: s.id}, c.EXP, "permissions changed on login")
+	raw, c := s.h.signer.sign(user, stamp, time.Now())
+	t := newToken(c)
+	s.setIdentity(&Identity{Username: user, ClientID: s.id}, t, "permissions changed on login", false)
 	s.h.log.Info("socket logged in", "client", s.id, "user", user, "remote", s.remote)
 	reply := scproto.AppendString([]byte(`{"username":`), user)
 	reply = append(reply, '}')
-	data := scproto.AppendString([]byte(`{"token":`), tok)
+	data := scproto.AppendString([]byte(`{"token":`), raw)
 	data = append(data, '}')
 	setTok := scproto.AppendEvent(nil, evSetAuthToken, data)
 	if p.HasCID {
@@ -168,9 +205,10 @@ func (s *socket) onLogin(p *scproto.Packet) {
 	} else {
 		s.enqueue(setTok)
 	}
+	s.recheckToken(t)
 }
 
 func (s *socket) onLogout(p *scproto.Packet) {
-	s.deauthenticate(true, "logged out")
+	s.logout(true, "logged out")
 	s.ack(p, nil)
 }

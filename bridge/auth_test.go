@@ -45,6 +45,13 @@ topic readwrite #
 func authStack(t *testing.T, cfg bridge.Config) (*stack, string) {
 	t.Helper()
 	dir := t.TempDir()
+	return authStackOpts(t, cfg, dir, nil), dir
+}
+
+// authStackOpts is authStack with its files in dir and a hook that may
+// change the bridge's options.
+func authStackOpts(t *testing.T, cfg bridge.Config, dir string, mutate func(*bridge.Options)) *stack {
+	t.Helper()
 	no := false
 	svc, err := auth.New(auth.Config{
 		PasswordFile:   writeFile(t, dir, "passwd", passwd(t, users)),
@@ -55,7 +62,7 @@ func authStack(t *testing.T, cfg bridge.Config) (*stack, string) {
 		t.Fatal(err)
 	}
 	cfg.AuthKey = testAuthKey
-	return startStack(t, cfg, svc), dir
+	return startStackOpts(t, cfg, svc, mutate)
 }
 
 func (st *stack) device(t *testing.T) *testutil.Client5 {
@@ -74,6 +81,8 @@ type claims struct {
 	Username string `json:"username"`
 	IAT      int64  `json:"iat"`
 	EXP      int64  `json:"exp"`
+	JTI      string `json:"jti,omitempty"`
+	Cred     string `json:"cred,omitempty"`
 }
 
 // signToken builds an HS256 token independently of the bridge.
@@ -139,10 +148,10 @@ func TestLoginTokenLifecycle(t *testing.T) {
 			var got claims
 			body, _ := base64.RawURLEncoding.DecodeString(parts[1])
 			_ = json.Unmarshal(body, &got)
-			if got.Username != "alice" || got.EXP-got.IAT != int64(bridge.DefaultTokenExpiry/time.Second) {
+			if got.Username != "alice" || got.EXP-got.IAT != int64(bridge.DefaultTokenExpiry/time.Second) || len(got.JTI) < 16 || got.Cred == "" {
 				t.Errorf("claims %s", body)
 			}
-			if want := signToken(testAuthKey, claims{"alice", got.IAT, got.EXP}); want != d.Token {
+			if want := signToken(testAuthKey, claims{"alice", got.IAT, got.EXP, got.JTI, got.Cred}); want != d.Token {
 				t.Errorf("token is not HS256 over its claims with bridge.auth_key:\n got %s\nwant %s", d.Token, want)
 			}
 		}
@@ -201,10 +210,11 @@ func TestBadTokens(t *testing.T) {
 	cases := []struct {
 		name, token, want string
 	}{
-		{"expired", signToken(testAuthKey, claims{"alice", now - 100, now - 10}), bridge.ErrNameTokenExpired},
-		{"wrong key", signToken("another key of some length", claims{"alice", now, now + 100}), bridge.ErrNameTokenInvalid},
+		{"expired", st.h.SignTokenForTest("alice", now-100, now-10), bridge.ErrNameTokenExpired},
+		{"wrong key", signToken("another key of some length", claims{"alice", now, now + 100, "id-of-sixteen-ch", "x"}), bridge.ErrNameTokenInvalid},
 		{"garbage", "not.a.token", bridge.ErrNameTokenInvalid},
-		{"unknown user", signToken(testAuthKey, claims{"mallory", now, now + 100}), bridge.ErrNameTokenInvalid},
+		{"unknown user", st.h.SignTokenForTest("mallory", now, now+100), bridge.ErrNameTokenInvalid},
+		{"unbound (no jti, no cred)", signToken(testAuthKey, claims{Username: "alice", IAT: now, EXP: now + 100}), bridge.ErrNameTokenInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,7 +240,7 @@ func TestTokenExpiresDuringSession(t *testing.T) {
 	cfg.PingInterval = 50 * time.Millisecond
 	st, _ := authStack(t, cfg)
 	exp := time.Now().Unix() + 1
-	tok := signToken(testAuthKey, claims{"alice", exp - 1, exp})
+	tok := st.h.SignTokenForTest("alice", exp-1, exp)
 	c := st.dial(t)
 	if hs := c.Handshake(&tok); hs["isAuthenticated"] != true {
 		t.Fatalf("handshake: %v", hs)
@@ -310,6 +320,7 @@ func TestACLOnChannels(t *testing.T) {
 
 func TestReloadRevokesAndKicks(t *testing.T) {
 	st, dir := authStack(t, testConfig())
+	pf := newPWFile(t, st, dir) // rewrites only the entries it changes
 	dev := st.device(t)
 	alice := st.connect(t)
 	alice.Login("alice", users["alice"])
@@ -325,12 +336,8 @@ func TestReloadRevokesAndKicks(t *testing.T) {
 
 	// alice loses sensors/#, bob is deleted.
 	writeFile(t, dir, "acl", strings.Replace(testACL, "topic read sensors/#\n", "", 1))
-	delete(users, "bob")
-	defer func() { users["bob"] = "bob-pw" }()
-	writeFile(t, dir, "passwd", passwd(t, users))
-	if err := st.auth.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	delete(pf.lines, "bob")
+	pf.save()
 
 	k := alice.Next(testutil.IsEvent("#kickOut"), "alice #kickOut")
 	var kd struct{ Channel, Message string }

@@ -63,6 +63,14 @@ type Config struct {
 	// TokenExpiry is the lifetime of the tokens issued by login. Zero means
 	// 24h.
 	TokenExpiry time.Duration `yaml:"token_expiry"`
+	// LoginTimeout applies when anonymous access is off: a socket that is
+	// not logged in this long after its handshake (or after it logged out
+	// or lost its token) is closed with 4501, which stock clients do not
+	// reconnect after. Zero means 10s.
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// MaxFailedLogins is how many failed logins one socket may make; the
+	// answer to the last one is followed by a close with 4502. Zero means 5.
+	MaxFailedLogins int `yaml:"max_failed_logins"`
 }
 
 // Default values applied by New to zero fields.
@@ -76,6 +84,8 @@ const (
 	DefaultMaxQueueBytes    = 4 << 20
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultTokenExpiry      = 24 * time.Hour
+	DefaultLoginTimeout     = 10 * time.Second
+	DefaultMaxFailedLogins  = 5
 )
 
 // Defaults returns the configuration sockmq uses when the file does not
@@ -95,6 +105,8 @@ func Defaults() Config {
 		WriteTimeout:     DefaultWriteTimeout,
 		AllowedOrigins:   []string{},
 		TokenExpiry:      DefaultTokenExpiry,
+		LoginTimeout:     DefaultLoginTimeout,
+		MaxFailedLogins:  DefaultMaxFailedLogins,
 	}
 }
 
@@ -130,6 +142,12 @@ func (c Config) withDefaults() Config {
 	if c.TokenExpiry == 0 {
 		c.TokenExpiry = DefaultTokenExpiry
 	}
+	if c.LoginTimeout == 0 {
+		c.LoginTimeout = DefaultLoginTimeout
+	}
+	if c.MaxFailedLogins == 0 {
+		c.MaxFailedLogins = DefaultMaxFailedLogins
+	}
 	return c
 }
 
@@ -156,7 +174,7 @@ func (c Config) Validate() error {
 		v   time.Duration
 	}{
 		{"ping_interval", c.PingInterval}, {"ping_timeout", c.PingTimeout}, {"handshake_timeout", c.HandshakeTimeout},
-		{"write_timeout", c.WriteTimeout}, {"token_expiry", c.TokenExpiry},
+		{"write_timeout", c.WriteTimeout}, {"token_expiry", c.TokenExpiry}, {"login_timeout", c.LoginTimeout},
 	} {
 		if d.v < 0 {
 			add(d.key, "%v must be >= 0", d.v)
@@ -169,7 +187,10 @@ func (c Config) Validate() error {
 	for _, n := range []struct {
 		key string
 		v   int
-	}{{"max_frame_size", c.MaxFrameSize}, {"max_subscriptions", c.MaxSubscriptions}, {"max_queue_bytes", c.MaxQueueBytes}} {
+	}{
+		{"max_frame_size", c.MaxFrameSize}, {"max_subscriptions", c.MaxSubscriptions}, {"max_queue_bytes", c.MaxQueueBytes},
+		{"max_failed_logins", c.MaxFailedLogins},
+	} {
 		if n.v < 0 {
 			add(n.key, "%d must be >= 0", n.v)
 		}

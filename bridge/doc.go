@@ -27,7 +27,10 @@
 // locks, and never waits on a network write.
 //
 // Authorizer reloads re-check every socket on the reloading goroutine
-// (non-blocking). [Handler.RegisterProcedure] and [Handler.Shutdown] are
+// (non-blocking), and so do revocations (on the goroutine that calls
+// Revoke, or on which a shared [Revocations] reports one). Timers run the
+// login timeout and the delayed answers to failed logins; like other
+// goroutines they only enqueue frames or request a close. [Handler.RegisterProcedure] and [Handler.Shutdown] are
 // safe to call at any time and from any goroutine; Shutdown may be called
 // more than once. [Observer] callbacks and [ProcedureFunc]s run on socket
 // reader goroutines and must return quickly.

@@ -60,6 +60,9 @@ const (
 	// ErrNameLogin: login failed (wrong username or password, or the user
 	// may not log in). Unknown users and wrong passwords are not told apart.
 	ErrNameLogin = "LoginError"
+	// ErrNameLoginPending: the socket is waiting for the delayed answer to
+	// a failed login; until it comes, the socket handles nothing else.
+	ErrNameLoginPending = "LoginPendingError"
 	// ErrNameTokenExpired: the auth token has expired (field expiry).
 	ErrNameTokenExpired = "AuthTokenExpiredError"
 	// ErrNameTokenInvalid: the auth token is malformed, badly signed, or
@@ -105,4 +108,11 @@ const (
 	// bridge.max_queue_bytes. Below 4500, so the client reconnects after
 	// its back-off.
 	CloseSlowConsumer = 4100
+	// CloseLoginTimeout: anonymous access is off and the socket did not
+	// log in within bridge.login_timeout. 4500 or above: the client does
+	// not reconnect.
+	CloseLoginTimeout = 4501
+	// CloseTooManyFailedLogins: the socket made bridge.max_failed_logins
+	// failed logins. 4500 or above: the client does not reconnect.
+	CloseTooManyFailedLogins = 4502
 )

@@ -65,6 +65,9 @@ func (s *socket) handlePacket(p *scproto.Packet) {
 	if !p.HasEvent {
 		return // a response (rid) to a server invoke: the bridge sends none that need one
 	}
+	if s.refusePending(p) {
+		return
+	}
 	switch p.Event {
 	case evHandshake:
 		s.fail(p, NewError(ErrNameInvalidAction, "the socket has already completed the handshake"))
@@ -77,7 +80,8 @@ func (s *socket) handlePacket(p *scproto.Packet) {
 	case evAuthenticate:
 		s.onAuthenticate(p)
 	case evRemoveAuthToken:
-		s.deauthenticate(false, "the socket removed its auth token")
+		// The client's deauthenticate(): a logout.
+		s.logout(false, "the socket removed its auth token")
 		s.ack(p, nil)
 	case evDisconnect:
 		// v1 clients announce their close this way; the close frame follows.
@@ -124,8 +128,9 @@ func (s *socket) handshake(p *scproto.Packet) bool {
 		_ = json.Unmarshal(p.Data, &data)
 	}
 	var authErr *Error
+	var tok *token
 	if data.AuthToken != nil && *data.AuthToken != "" {
-		authErr = s.useToken(*data.AuthToken)
+		tok, authErr = s.useToken(*data.AuthToken)
 	}
 	reply := make([]byte, 0, 160)
 	reply = append(reply, `{"id":`...)
@@ -153,8 +158,9 @@ func (s *socket) handshake(p *scproto.Packet) bool {
 	close(s.opened)
 	s.h.metrics.sockets.Inc()
 	s.h.log.Debug("socket opened", "client", s.id, "user", s.session.Username(), "remote", s.remote)
-	if s.h.observer != nil {
-		s.h.observer.SocketOpened(s.session)
+	s.sessionStarted()
+	if tok != nil {
+		s.recheckToken(tok)
 	}
 	return true
 }
@@ -285,12 +291,14 @@ func (s *socket) onAuthenticate(p *scproto.Packet) {
 		s.close(CloseBadHandshake, "Server rejected #authenticate without cid", false)
 		return
 	}
-	tok, _ := scproto.DataString(p.Data)
-	if e := s.useToken(tok); e != nil {
+	raw, _ := scproto.DataString(p.Data)
+	t, e := s.useToken(raw)
+	if e != nil {
 		s.enqueue(scproto.AppendErrorResponse(nil, p.CID, e.wire()), scproto.AppendEvent(nil, evRemoveAuthToken, nil))
 		return
 	}
 	s.ack(p, []byte(`{"isAuthenticated":true,"authError":null}`))
+	s.recheckToken(t)
 }
 
 func (s *socket) onProcedure(p *scproto.Packet) {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockmq/sockmq/internal/limit"
 )
 
 // Options are the bridge's collaborators.
@@ -31,6 +33,14 @@ type Options struct {
 	DataDir string
 	// Observer, if set, is told when sockets open and close.
 	Observer Observer
+	// LoginGuard delays the answers to failed logins by the failures of
+	// the remote address. sockmq shares one with the MQTT listener. Nil
+	// means a guard of the bridge's own with limit's default settings.
+	LoginGuard *limit.LoginGuard
+	// Revocations keeps the ids of logged-out tokens until they expire.
+	// Nil means the bridge's own list: <DataDir>/bridge-revoked-tokens,
+	// or memory only without a data directory.
+	Revocations Revocations
 }
 
 // Handler serves SocketCluster clients over WebSocket and bridges their
@@ -45,9 +55,16 @@ type Handler struct {
 	metrics  *metrics
 	signer   *signer
 	hub      *hub
-	upgrader websocket.Upgrader
-	origins  map[string]bool // nil: any origin
-	paths    map[string]bool
+	guard    *limit.LoginGuard
+	limits   *limit.Recorder
+	failLog  *rateLog // failed logins
+
+	revocations    Revocations
+	ownRevocations *revocationList // nil when Options.Revocations was given
+	tokens         tokenHolders
+	upgrader       websocket.Upgrader
+	origins        map[string]bool // nil: any origin
+	paths          map[string]bool
 
 	procs atomic.Pointer[map[string]ProcedureFunc]
 	pmu   sync.Mutex // serialises RegisterProcedure
@@ -85,6 +102,10 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 		cfg: cfg, log: log, broker: opts.Broker, authz: opts.Authorizer, observer: opts.Observer,
 		metrics: newMetrics(opts.Registerer),
 		signer:  &signer{key: key, ttl: cfg.TokenExpiry},
+		guard:   opts.LoginGuard,
+		limits:  limit.NewRecorder(opts.Registerer, log, "bridge_login_timeout", "bridge_max_failed_logins", "bridge_revoked_tokens"),
+		failLog: newRateLog(log),
+		tokens:  tokenHolders{m: make(map[string][]*socket)},
 		sockets: make(map[*socket]struct{}),
 		done:    make(chan struct{}),
 		paths:   make(map[string]bool),
@@ -92,6 +113,21 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 	if h.authz == nil {
 		h.authz = openAuthorizer{}
 	}
+	if h.guard == nil {
+		h.guard = limit.NewLoginGuard(limit.LoginGuardConfig{})
+	}
+	h.revocations = opts.Revocations
+	if h.revocations == nil {
+		l, err := openRevocationList(opts.DataDir, MaxRevokedTokens, func(n int) {
+			h.limits.Hit("bridge_revoked_tokens", "revocation list full: the revocations that expire soonest were forgotten",
+				"max_revoked_tokens", MaxRevokedTokens, "forgotten", n)
+		})
+		if err != nil {
+			return nil, err
+		}
+		h.revocations, h.ownRevocations = l, l
+	}
+	h.revocations.OnRevoke(h.revoked)
 	h.hub = newHub(h)
 	for _, p := range cfg.Paths() {
 		h.paths[p] = true
@@ -244,6 +280,9 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		}
 		go func() {
 			h.wg.Wait()
+			if h.ownRevocations != nil {
+				_ = h.ownRevocations.Close()
+			}
 			close(h.done)
 		}()
 	})

@@ -36,11 +36,19 @@ type stack struct {
 type recorder struct {
 	mu     sync.Mutex
 	opened []string
+	open   map[string]bool
 	closed map[string]bridge.CloseInfo
 }
 
 func (r *recorder) SocketOpened(s *bridge.Session) {
 	r.mu.Lock()
+	if r.open == nil {
+		r.open = map[string]bool{}
+	}
+	if r.open[s.ID()] {
+		panic("SocketOpened twice without SocketClosed for " + s.ID())
+	}
+	r.open[s.ID()] = true
 	r.opened = append(r.opened, s.ID())
 	r.mu.Unlock()
 }
@@ -50,11 +58,24 @@ func (r *recorder) SocketClosed(s *bridge.Session, info bridge.CloseInfo) {
 	if r.closed == nil {
 		r.closed = map[string]bridge.CloseInfo{}
 	}
-	if _, dup := r.closed[s.ID()]; dup {
-		panic("SocketClosed twice for " + s.ID())
+	if !r.open[s.ID()] {
+		panic("SocketClosed without SocketOpened for " + s.ID())
 	}
+	delete(r.open, s.ID())
 	r.closed[s.ID()] = info
 	r.mu.Unlock()
+}
+
+// everOpened reports whether SocketOpened was called for id.
+func (r *recorder) everOpened(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range r.opened {
+		if o == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *recorder) closeOf(id string) (bridge.CloseInfo, bool) {
@@ -77,6 +98,13 @@ func testConfig() bridge.Config {
 // startStack starts a broker and the bridge. authz may be nil.
 func startStack(t *testing.T, cfg bridge.Config, authz *auth.Service) *stack {
 	t.Helper()
+	return startStackOpts(t, cfg, authz, nil)
+}
+
+// startStackOpts is startStack with a hook that may change the bridge's
+// options (after the defaults are set) before it is created.
+func startStackOpts(t *testing.T, cfg bridge.Config, authz *auth.Service, mutate func(*bridge.Options)) *stack {
+	t.Helper()
 	st := &stack{t: t, reg: prometheus.NewRegistry(), auth: authz, obs: &recorder{}}
 	bcfg := testutil.BrokerConfig(t)
 	st.dir = bcfg.Persistence.DataDir
@@ -94,6 +122,9 @@ func startStack(t *testing.T, cfg bridge.Config, authz *auth.Service) *stack {
 	opts.Registerer = st.reg
 	opts.DataDir = st.dir
 	opts.Observer = st.obs
+	if mutate != nil {
+		mutate(&opts)
+	}
 	h, err := bridge.New(cfg, opts, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("bridge.New: %v", err)
@@ -135,6 +166,27 @@ func (st *stack) metric(name string) float64 {
 		return sum
 	}
 	st.t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+// metricWith reads the series of a metric whose label has value.
+func (st *stack) metricWith(name, label, value string) float64 {
+	mfs, err := st.reg.Gather()
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return metricValue(m)
+				}
+			}
+		}
+	}
 	return 0
 }
 

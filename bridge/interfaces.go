@@ -52,9 +52,13 @@ type Authorizer interface {
 	Allowed(id Identity, topic string, acc Access) bool
 	// Subscription decides whether id may subscribe to filter.
 	Subscription(id Identity, filter string) SubDecision
-	// UserExists reports whether username may still log in; tokens of
-	// users for whom it is false are refused.
+	// UserExists reports whether username may still log in.
 	UserExists(username string) bool
+	// CredentialStamp returns a value that changes whenever username's
+	// credentials do (password change, deletion and re-creation), and
+	// ok false when the user may no longer log in. Tokens are bound to it:
+	// a token issued under another stamp is refused. It must be fast.
+	CredentialStamp(username string) (stamp []byte, ok bool)
 	// AnonymousAllowed reports whether sockets that have not logged in may
 	// subscribe, publish and invoke procedures.
 	AnonymousAllowed() bool
@@ -120,6 +124,7 @@ func (openAuthorizer) Authenticate(string, []byte, bool, bool) AuthResult { retu
 func (openAuthorizer) Allowed(Identity, string, Access) bool              { return true }
 func (openAuthorizer) Subscription(Identity, string) SubDecision          { return SubAllow }
 func (openAuthorizer) UserExists(string) bool                             { return true }
+func (openAuthorizer) CredentialStamp(string) ([]byte, bool)              { return nil, true }
 func (openAuthorizer) AnonymousAllowed() bool                             { return true }
 func (openAuthorizer) OnReload(func())                                    {}
 

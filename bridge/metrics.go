@@ -13,6 +13,9 @@ type metrics struct {
 	subscribesRefused prometheus.Counter
 	publishesRefused  prometheus.Counter
 	handshakesRefused *prometheus.CounterVec
+	loginFailures     prometheus.Counter
+	loginDelayed      prometheus.Counter
+	tokensRefused     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,13 +44,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sockmq_bridge_sockets_refused_total", Help: "Sockets closed before completing the handshake, by reason.",
 		}, []string{"reason"}),
+		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockmq_bridge_login_failures_total", Help: "Failed login invokes (wrong username or password, or user not allowed).",
+		}),
+		loginDelayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockmq_bridge_login_delayed_total", Help: "Failed logins whose answer was delayed (per remote address and per socket).",
+		}),
+		tokensRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockmq_bridge_tokens_refused_total", Help: "Auth tokens refused at handshake or #authenticate, by reason.",
+		}, []string{"reason"}),
 	}
 	for _, r := range []string{"origin", "timeout", "bad_handshake", "before_handshake", "too_big"} {
 		m.handshakesRefused.WithLabelValues(r)
 	}
+	for _, r := range tokenRefusalReasons {
+		m.tokensRefused.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.sockets, m.filters, m.messagesIn, m.messagesOut, m.slowConsumers,
-			m.subscribesRefused, m.publishesRefused, m.handshakesRefused)
+			m.subscribesRefused, m.publishesRefused, m.handshakesRefused,
+			m.loginFailures, m.loginDelayed, m.tokensRefused)
 	}
 	return m
 }

@@ -74,24 +74,39 @@ type CloseInfo struct {
 	Clean bool
 	// Reason is the close reason text.
 	Reason string
+	// Open is true when the socket is still open but its session ended:
+	// it lost its login while anonymous sockets are not admitted
+	// (auth.allow_anonymous false). Clean is then true for a logout and
+	// false when its token expired or was revoked; Code is 0. Logging in
+	// again starts a new session with the same id.
+	Open bool
 }
 
-// Observer is told when sockets open and close (for presence and last
-// wills). SocketOpened is called once per socket after a successful
-// handshake, on the socket's reader goroutine, before any further message
-// of that socket is handled. SocketClosed is called once for every opened
-// socket after it has closed and left all its channels. Both must return
-// quickly.
+// Observer is told when sockets' sessions start and end (for presence and
+// last wills). A socket is a session from its handshake on, except when
+// anonymous access is off: then only while it is logged in.
+//
+// SocketOpened is called after a successful handshake (or, with anonymous
+// access off, when the socket logs in), on the socket's reader goroutine,
+// before any further message of that socket is handled. SocketClosed is
+// called once for every SocketOpened: after the socket has closed and left
+// all its channels, or, with anonymous access off, when the open socket
+// loses its login (CloseInfo.Open: logout, expired or revoked token,
+// changed or deleted user); that may run on the goroutine of an auth reload
+// or of a revocation. A socket that logs in again is opened again, with
+// the same id. Both must return quickly.
 type Observer interface {
 	SocketOpened(s *Session)
 	SocketClosed(s *Session, info CloseInfo)
 }
 
 // IdentityObserver is an optional extension of Observer: an Observer that
-// also implements it is told when an open socket logs in, logs out, or
-// loses its login (token expiry, deleted user). It may run on the socket's
-// reader goroutine or on the goroutine of an auth reload, and must return
-// quickly.
+// also implements it is told when the user of an open session changes: it
+// logs in, logs out, or loses its login (token expiry or revocation,
+// changed or deleted user) while anonymous access is on. (With anonymous
+// access off those end or start the session instead.) It may run on the
+// socket's reader goroutine or on the goroutine of an auth reload or a
+// revocation, and must return quickly.
 type IdentityObserver interface {
 	SocketIdentityChanged(s *Session)
 }

@@ -72,9 +72,21 @@ type socket struct {
 
 	// stateMu guards subs and identity changes; held by the reader while it
 	// handles an action and by reloads while they re-check the socket.
-	stateMu  sync.Mutex
-	subs     map[string]*member
-	tokenExp atomic.Int64 // unix seconds; 0 when not authenticated
+	stateMu sync.Mutex
+	subs    map[string]*member
+	tok     atomic.Pointer[token] // the token the socket is authenticated with; nil when anonymous
+
+	// obsMu orders the session's reports to the Observer and guards the
+	// login timeout (see admission.go).
+	obsMu      sync.Mutex
+	live       bool // the handshake is done
+	admitted   bool // SocketOpened reported, SocketClosed not yet
+	ended      bool // closed: no more reports
+	loginTimer *time.Timer
+	loginGen   uint64 // invalidates a timer that fires after being stopped
+
+	loginFailures int         // reader goroutine only
+	loginPending  atomic.Bool // a failed login's answer is being delayed
 
 	// qmu guards the outbound queue and the close decision.
 	qmu      sync.Mutex
@@ -418,13 +430,15 @@ func (s *socket) cleanup() {
 		s.h.hub.remove(m)
 		delete(s.subs, ch)
 	}
+	s.h.tokens.move(s, s.tok.Load(), nil)
 	s.stateMu.Unlock()
 	s.h.untrack(s)
+	admitted := s.sessionEnded()
 	if s.handshaken {
 		s.h.metrics.sockets.Dec()
 		info := s.closeInfo()
 		s.h.log.Debug("socket closed", "client", s.id, "user", s.session.Username(), "remote", s.remote, "code", info.Code, "clean", info.Clean)
-		if s.h.observer != nil {
+		if admitted && s.h.observer != nil {
 			s.h.observer.SocketClosed(s.session, info)
 		}
 	}

@@ -42,8 +42,11 @@ func (a authAdapter) Subscription(id bridge.Identity, filter string) bridge.SubD
 }
 
 func (a authAdapter) UserExists(u string) bool { return a.s.UserExists(u) }
-func (a authAdapter) AnonymousAllowed() bool   { return a.s.AnonymousAllowed() }
-func (a authAdapter) OnReload(fn func())       { a.s.OnReload(fn) }
+func (a authAdapter) CredentialStamp(u string) ([]byte, bool) {
+	return a.s.CredentialStamp(u)
+}
+func (a authAdapter) AnonymousAllowed() bool { return a.s.AnonymousAllowed() }
+func (a authAdapter) OnReload(fn func())     { a.s.OnReload(fn) }
 
 var (
 	_ bridge.Broker     = brokerAdapter{}

@@ -53,6 +53,8 @@ func socketEndReason(info bridge.CloseInfo) string {
 	switch {
 	case info.Clean:
 		return broker.ReasonClean
+	case info.Open: // still connected, but its login expired or was revoked
+		return broker.ReasonKicked
 	case info.Code == bridge.ClosePongTimeout:
 		return broker.ReasonTimeout
 	case info.Code == bridge.CloseSlowConsumer:
