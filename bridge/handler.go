@@ -78,8 +78,9 @@ type Handler struct {
 }
 
 // New validates cfg, fills its defaults and returns a Handler. It loads or
-// creates the token key, registers metrics on opts.Registerer and a reload
-// callback on opts.Authorizer.
+// creates the token key, opens the revocation list (unless
+// opts.Revocations is given), registers metrics on opts.Registerer and a
+// reload callback on opts.Authorizer.
 func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
