@@ -13,6 +13,9 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockmq/sockmq/internal/limit"
+	"github.com/sockmq/sockmq/internal/origin"
 )
 
 // Options are the bridge's collaborators.
@@ -46,7 +49,8 @@ type Handler struct {
 	signer   *signer
 	hub      *hub
 	upgrader websocket.Upgrader
-	origins  map[string]bool // nil: any origin
+	origins  *origin.Policy
+	limits   *limit.Recorder
 	paths    map[string]bool
 
 	procs atomic.Pointer[map[string]ProcedureFunc]
@@ -96,16 +100,10 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 	for _, p := range cfg.Paths() {
 		h.paths[p] = true
 	}
-	for _, o := range cfg.AllowedOrigins {
-		if o == "*" {
-			h.origins = nil
-			break
-		}
-		if h.origins == nil {
-			h.origins = make(map[string]bool)
-		}
-		h.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	if h.origins, err = origin.Parse(cfg.AllowedOrigins); err != nil {
+		return nil, fmt.Errorf("bridge.allowed_origins: %w", err) // Validate has caught it already
 	}
+	h.limits = limit.NewRecorder(opts.Registerer, log, limitOrigins)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		ReadBufferSize:   4096,
@@ -152,18 +150,22 @@ func (h *Handler) RegisterProcedure(name string, fn ProcedureFunc) {
 
 func (h *Handler) procedure(name string) ProcedureFunc { return (*h.procs.Load())[name] }
 
-// checkOrigin applies bridge.allowed_origins. Requests without Origin
+// limitOrigins is the limit label of sockets refused for their Origin
+// (sockmq_limit_refusals_total{limit="allowed_origins"}, shared with MQTT
+// over WebSocket).
+const limitOrigins = "allowed_origins"
+
+// checkOrigin applies Config.AllowedOrigins: a page from another origin
+// than the listener's own and the listed ones is refused (403), counted
+// and logged without flooding the log. Requests without Origin
 // (non-browser clients) are accepted: the header only protects browsers.
 func (h *Handler) checkOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if h.origins == nil || o == "" {
-		return true
-	}
-	if h.origins[strings.ToLower(o)] {
+	if h.origins.Allowed(r) {
 		return true
 	}
 	h.metrics.handshakesRefused.WithLabelValues("origin").Inc()
-	h.log.Info("socket refused: origin not in bridge.allowed_origins", "origin", o, "remote", r.RemoteAddr)
+	h.limits.Hit(limitOrigins, "socket refused: the page's origin is not allowed",
+		"origin", r.Header.Get("Origin"), "remote", r.RemoteAddr, "key", "listeners.http.allowed_origins")
 	return false
 }
 

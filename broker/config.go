@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/sockmq/sockmq/internal/origin"
 )
 
 // Config is the broker's configuration. The zero value of every field is
@@ -60,6 +62,13 @@ type HTTPListener struct {
 	KeyFile string `yaml:"key_file"`
 	// MQTTPath is where MQTT over WebSocket is served. Default /mqtt.
 	MQTTPath string `yaml:"mqtt_path"`
+	// AllowedOrigins lists the web page origins (scheme://host[:port])
+	// that may open WebSockets on this listener, MQTT over WebSocket and
+	// the SocketCluster bridge alike, besides the listener's own origin;
+	// "*" allows any page. Empty (the default) means same origin only.
+	// Upgrades without an Origin header (devices, servers) are always
+	// accepted.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
 // Limits bounds the resources a client may use.
@@ -122,7 +131,7 @@ func Defaults() Config {
 	return Config{
 		Listeners: Listeners{
 			MQTT: TCPListener{Address: "127.0.0.1:1883"},
-			HTTP: HTTPListener{Address: "127.0.0.1:8080", MQTTPath: "/mqtt"},
+			HTTP: HTTPListener{Address: "127.0.0.1:8080", MQTTPath: "/mqtt", AllowedOrigins: []string{}},
 		},
 		Limits: Limits{
 			MaxConnections:    100000,
@@ -177,6 +186,9 @@ func (c Config) Validate() error {
 	file("listeners.http.key_file", l.HTTP.KeyFile)
 	if p := l.HTTP.MQTTPath; p != "" && p[0] != '/' {
 		errs = append(errs, fmt.Errorf("listeners.http.mqtt_path: %q must start with /", p))
+	}
+	if err := origin.Validate("listeners.http.allowed_origins", l.HTTP.AllowedOrigins); err != nil {
+		errs = append(errs, err)
 	}
 	if l.MQTT.Address == "" && l.MQTTTLS.Address == "" && l.HTTP.Address == "" {
 		errs = append(errs, errors.New("listeners: every listener is disabled; set at least one address"))

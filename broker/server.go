@@ -16,6 +16,9 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockmq/sockmq/internal/limit"
+	"github.com/sockmq/sockmq/internal/origin"
 )
 
 // Listener ids as mochi sees them (also the `listener` log key).
@@ -40,6 +43,8 @@ type Server struct {
 	subIDs   atomic.Int64
 	store    *storeHook
 	metrics  *metrics
+	limits   *limit.Recorder
+	origins  *origin.Policy
 
 	mux      *http.ServeMux
 	httpSrv  *http.Server
@@ -112,6 +117,12 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 	s.internal = mq.NewClient(nil, mqtt.LocalListener, internalClientID, true)
 	s.internal.Properties.ProtocolVersion = 5
 	s.metrics = newMetrics(reg, mq)
+	s.limits = limit.NewRecorder(reg, log.With("component", "limits"), limitOrigins)
+	origins, err := origin.Parse(cfg.Listeners.HTTP.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("listeners.http.allowed_origins: %w", err) // Validate has caught it already
+	}
+	s.origins = origins
 
 	s.policy = &policyHook{s: s}
 	if err := mq.AddHook(s.policy, nil); err != nil {
@@ -188,7 +199,7 @@ func (s *Server) Start() (err error) {
 		}
 	}
 	if l.HTTP.Address != "" {
-		s.ws = newWSListener(listenerWS, l.HTTP.MQTTPath, s.cfg.Limits.ConnectTimeout, s.cfg.Limits.MaxPacketSize, s.connectionEnded, s.closeClientsOf)
+		s.ws = newWSListener(listenerWS, l.HTTP.MQTTPath, s.cfg.Limits.ConnectTimeout, s.cfg.Limits.MaxPacketSize, s.checkOrigin, s.connectionEnded, s.closeClientsOf)
 		if err := s.mq.AddListener(s.ws); err != nil {
 			return fmt.Errorf("listeners.http: %w", err)
 		}
