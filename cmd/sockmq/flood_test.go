@@ -121,8 +121,15 @@ func TestIdleHTTPFloodDoesNotLockOut(t *testing.T) {
 			t.Errorf("%s not counted:\n%s", l, grep(metrics, "sockmq_limit_refusals_total"))
 		}
 	}
-	if out := p.Output(); strings.Contains(out, "too many open files") || strings.Contains(out, "accept failed") {
+	out := p.Output()
+	if strings.Contains(out, "too many open files") || strings.Contains(out, "accept failed") {
 		t.Errorf("the broker ran out of file descriptors:\n%s", grep(out, "accept"))
+	}
+	// One log line per limit, not one per connection.
+	for _, l := range []string{"limit=http_idle_reclaimed", "limit=http_idle_timeout"} {
+		if n := strings.Count(out, l); n < 1 || n > 3 {
+			t.Errorf("%d log lines with %s, want 1 to 3 (rate-limited):\n%s", n, l, grep(out, l))
+		}
 	}
 	t.Logf("flood: %d keep-alive connections in %v, %d answered 200; %s closed to make room during the flood, the rest by the idle timeout within %v",
 		flood, floodTime.Round(time.Millisecond), ok, reclaimed, closedAfter.Round(100*time.Millisecond))
