@@ -43,16 +43,37 @@ func (c Config) Validate() error {
 	return err
 }
 
+// fileData is a file's content as read at one moment, or why it could not
+// be read. A zero fileData stands for a file that is not configured.
+type fileData struct {
+	data []byte
+	err  error
+}
+
+// readFileData reads path; an empty path gives the zero fileData.
+func readFileData(path string) fileData {
+	if path == "" {
+		return fileData{}
+	}
+	data, err := os.ReadFile(path)
+	return fileData{data: data, err: err}
+}
+
 // load reads both files into a new snapshot.
 func (c Config) load() (*snapshot, error) {
+	return c.build(readFileData(c.PasswordFile), readFileData(c.ACLFile))
+}
+
+// build parses the files' content, read beforehand, into a new snapshot.
+func (c Config) build(pw, acl fileData) (*snapshot, error) {
 	var errs []error
 	s := &snapshot{anonymous: c.anonymousAllowed(), fakeIter: DefaultIterations}
 	if c.PasswordFile != "" {
-		data, err := os.ReadFile(c.PasswordFile)
+		err := pw.err
 		if err == nil {
-			s.pwSum = sha256.Sum256(data)
+			s.pwSum = sha256.Sum256(pw.data)
 			var pf *PasswordFile
-			if pf, err = parsePasswordFile(data, c.PasswordFile); err == nil {
+			if pf, err = parsePasswordFile(pw.data, c.PasswordFile); err == nil {
 				err = plainTextError(pf, c.PasswordFile)
 				s.hashes = pf.hashes()
 				s.fakeIter = commonIterations(s.hashes)
@@ -64,10 +85,10 @@ func (c Config) load() (*snapshot, error) {
 		}
 	}
 	if c.ACLFile != "" {
-		data, err := os.ReadFile(c.ACLFile)
+		err := acl.err
 		if err == nil {
-			s.aclSum = sha256.Sum256(data)
-			s.acl, err = parseACL(data, c.ACLFile)
+			s.aclSum = sha256.Sum256(acl.data)
+			s.acl, err = parseACL(acl.data, c.ACLFile)
 		}
 		if err != nil {
 			errs = append(errs, keyError("auth.acl_file", err))

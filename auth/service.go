@@ -215,7 +215,21 @@ func (s *Service) Reload() error {
 }
 
 func (s *Service) reloadLocked() error {
-	snap, err := s.cfg.load()
+	return s.apply(s.cfg.load())
+}
+
+// reloadFrom loads the files' content that [Service.Watch] saw settle, not
+// what the files hold by now, so that a write starting between the check
+// and the load cannot slip a half-written file in.
+func (s *Service) reloadFrom(pw, acl fileData) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apply(s.cfg.build(pw, acl))
+}
+
+// apply swaps in a freshly loaded snapshot and runs the callbacks, or keeps
+// the previous rules when loading failed. The caller holds s.mu.
+func (s *Service) apply(snap *snapshot, err error) error {
 	if err != nil {
 		s.log.Error("auth reload failed; keeping previous rules", "error", err)
 		return err

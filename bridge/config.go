@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sockmq/sockmq/internal/origin"
 )
 
 // Config configures the SocketCluster bridge. Each field documents its zero
@@ -50,10 +52,16 @@ type Config struct {
 	MaxQueueBytes int `yaml:"max_queue_bytes"`
 	// WriteTimeout bounds each write to a socket. Zero means 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
-	// may connect; "*" allows any. Empty (the default) allows any, as
-	// SocketCluster does. Requests without an Origin header (non-browser
-	// clients) are always accepted.
+	// AllowedOrigins lists the web page origins (scheme://host[:port])
+	// that may connect besides the listener's own origin; "*" allows any.
+	// Empty (the default) means same origin only: unlike
+	// socketcluster-server, which accepts any origin unless told
+	// otherwise, so that a page the user visits cannot open the bridge
+	// with the user's network position. Requests without an Origin header
+	// (non-browser clients) are always accepted. In sockmq's configuration
+	// file this key is a deprecated alias: listeners.http.allowed_origins
+	// applies to the bridge and to MQTT over WebSocket alike, and sockmq
+	// gives the bridge the union of both lists.
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// AuthKey is the HS256 key that signs auth tokens. Empty means a random
 	// key generated once and kept in <data_dir>/bridge-auth.key (mode 0600),
@@ -201,10 +209,8 @@ func (c Config) Validate() error {
 	if c.MaxQueueBytes > 0 && c.MaxQueueBytes < 1024 {
 		add("max_queue_bytes", "%d is too small (minimum 1024)", c.MaxQueueBytes)
 	}
-	for _, o := range c.AllowedOrigins {
-		if o != "*" && !strings.Contains(o, "://") {
-			add("allowed_origins", "%q must be * or an origin like https://example.com", o)
-		}
+	if err := origin.Validate("bridge.allowed_origins", c.AllowedOrigins); err != nil {
+		errs = append(errs, err)
 	}
 	if c.AuthKey != "" && len(c.AuthKey) < 16 {
 		add("auth_key", "must be at least 16 bytes long (leave it empty to generate one)")

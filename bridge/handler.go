@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockmq/sockmq/internal/limit"
+	"github.com/sockmq/sockmq/internal/origin"
 )
 
 // Options are the bridge's collaborators.
@@ -63,7 +64,7 @@ type Handler struct {
 	ownRevocations *revocationList // nil when Options.Revocations was given
 	tokens         tokenHolders
 	upgrader       websocket.Upgrader
-	origins        map[string]bool // nil: any origin
+	origins        *origin.Policy
 	paths          map[string]bool
 
 	procs atomic.Pointer[map[string]ProcedureFunc]
@@ -104,7 +105,7 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 		metrics: newMetrics(opts.Registerer),
 		signer:  &signer{key: key, ttl: cfg.TokenExpiry},
 		guard:   opts.LoginGuard,
-		limits:  limit.NewRecorder(opts.Registerer, log, "bridge_login_timeout", "bridge_max_failed_logins", "bridge_revoked_tokens"),
+		limits:  limit.NewRecorder(opts.Registerer, log, "bridge_login_timeout", "bridge_max_failed_logins", "bridge_revoked_tokens", limitOrigins),
 		failLog: newRateLog(log),
 		tokens:  tokenHolders{m: make(map[string][]*socket)},
 		sockets: make(map[*socket]struct{}),
@@ -133,15 +134,8 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 	for _, p := range cfg.Paths() {
 		h.paths[p] = true
 	}
-	for _, o := range cfg.AllowedOrigins {
-		if o == "*" {
-			h.origins = nil
-			break
-		}
-		if h.origins == nil {
-			h.origins = make(map[string]bool)
-		}
-		h.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	if h.origins, err = origin.Parse(cfg.AllowedOrigins); err != nil {
+		return nil, fmt.Errorf("bridge.allowed_origins: %w", err) // Validate has caught it already
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -189,18 +183,22 @@ func (h *Handler) RegisterProcedure(name string, fn ProcedureFunc) {
 
 func (h *Handler) procedure(name string) ProcedureFunc { return (*h.procs.Load())[name] }
 
-// checkOrigin applies bridge.allowed_origins. Requests without Origin
+// limitOrigins is the limit label of sockets refused for their Origin
+// (sockmq_limit_refusals_total{limit="allowed_origins"}, shared with MQTT
+// over WebSocket).
+const limitOrigins = "allowed_origins"
+
+// checkOrigin applies Config.AllowedOrigins: a page from another origin
+// than the listener's own and the listed ones is refused (403), counted
+// and logged without flooding the log. Requests without Origin
 // (non-browser clients) are accepted: the header only protects browsers.
 func (h *Handler) checkOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if h.origins == nil || o == "" {
-		return true
-	}
-	if h.origins[strings.ToLower(o)] {
+	if h.origins.Allowed(r) {
 		return true
 	}
 	h.metrics.handshakesRefused.WithLabelValues("origin").Inc()
-	h.log.Info("socket refused: origin not in bridge.allowed_origins", "origin", o, "remote", r.RemoteAddr)
+	h.limits.Hit(limitOrigins, "socket refused: the page's origin is not allowed",
+		"origin", r.Header.Get("Origin"), "remote", r.RemoteAddr, "key", "listeners.http.allowed_origins")
 	return false
 }
 

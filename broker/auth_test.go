@@ -281,8 +281,8 @@ func TestReloadRevokesUsersAndSubscriptions(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("deleted user still connected 5s after the password file changed")
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("revocation took %v, want under a second", d)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("revocation took %v, want within 3s (the file must first settle for auth.SettleTime)", d)
 	}
 	bob.Pub(t, "sensors/room1", 1, false, "no longer readable")
 	bob.Pub(t, "alice/inbox", 1, false, "still readable")

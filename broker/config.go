@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/sockmq/sockmq/internal/origin"
 )
 
 // Config is the broker's configuration. The zero value of every field is
@@ -60,13 +62,37 @@ type HTTPListener struct {
 	KeyFile string `yaml:"key_file"`
 	// MQTTPath is where MQTT over WebSocket is served. Default /mqtt.
 	MQTTPath string `yaml:"mqtt_path"`
+	// AllowedOrigins lists the web page origins (scheme://host[:port])
+	// that may open WebSockets on this listener, MQTT over WebSocket and
+	// the SocketCluster bridge alike, besides the listener's own origin;
+	// "*" allows any page. Empty (the default) means same origin only.
+	// Upgrades without an Origin header (devices, servers) are always
+	// accepted.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// ReadTimeout bounds the time a request (headers and body) may take to
+	// arrive; a connection whose request is late is closed. It does not
+	// apply to WebSockets once upgraded (MQTT keepalive and bridge pings
+	// watch those). Zero means 10s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request before it is closed. Zero means 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // Limits bounds the resources a client may use.
 type Limits struct {
-	// MaxConnections caps simultaneously connected MQTT clients. Zero means
-	// no limit. Default 100000.
+	// MaxConnections caps the open connections of every listener
+	// together: MQTT over TCP, TLS and WebSocket, bridge sockets and plain
+	// HTTP, counted when accepted. At the cap an idle keep-alive HTTP
+	// connection is closed to make room if there is one; otherwise MQTT
+	// gets CONNACK "server busy" and HTTP 503, and the connection is
+	// closed. It is lowered to fit the process's open-file limit. Zero
+	// means no limit (the open-file limit still applies). Default 100000.
 	MaxConnections int64 `yaml:"max_connections"`
+	// MaxConnectionsPerAddress caps the open connections from one client
+	// address (IPv4 address, IPv6 /64), refused like MaxConnections. Zero
+	// (the default) means no limit.
+	MaxConnectionsPerAddress int64 `yaml:"max_connections_per_address"`
 	// MaxPacketSize is the largest MQTT packet accepted, in bytes; larger
 	// packets are refused before they are read. Zero means the default,
 	// 1 MiB; at most 268435455 (the MQTT maximum).
@@ -112,6 +138,12 @@ type Persistence struct {
 	Sync bool `yaml:"sync"`
 }
 
+// Defaults of the HTTP listener's timeouts.
+const (
+	defaultHTTPReadTimeout = 10 * time.Second
+	defaultHTTPIdleTimeout = 60 * time.Second
+)
+
 // maxMQTTPacket is the largest packet MQTT can express (remaining length
 // 268435455 plus a 5-byte fixed header; we cap at the remaining length).
 const maxMQTTPacket = 268435455
@@ -122,7 +154,8 @@ func Defaults() Config {
 	return Config{
 		Listeners: Listeners{
 			MQTT: TCPListener{Address: "127.0.0.1:1883"},
-			HTTP: HTTPListener{Address: "127.0.0.1:8080", MQTTPath: "/mqtt"},
+			HTTP: HTTPListener{Address: "127.0.0.1:8080", MQTTPath: "/mqtt", AllowedOrigins: []string{},
+				ReadTimeout: defaultHTTPReadTimeout, IdleTimeout: defaultHTTPIdleTimeout},
 		},
 		Limits: Limits{
 			MaxConnections:    100000,
@@ -178,6 +211,9 @@ func (c Config) Validate() error {
 	if p := l.HTTP.MQTTPath; p != "" && p[0] != '/' {
 		errs = append(errs, fmt.Errorf("listeners.http.mqtt_path: %q must start with /", p))
 	}
+	if err := origin.Validate("listeners.http.allowed_origins", l.HTTP.AllowedOrigins); err != nil {
+		errs = append(errs, err)
+	}
 	if l.MQTT.Address == "" && l.MQTTTLS.Address == "" && l.HTTP.Address == "" {
 		errs = append(errs, errors.New("listeners: every listener is disabled; set at least one address"))
 	}
@@ -185,6 +221,15 @@ func (c Config) Validate() error {
 	lim := c.Limits
 	if lim.MaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("limits.max_connections: %d must be >= 0", lim.MaxConnections))
+	}
+	if lim.MaxConnectionsPerAddress < 0 {
+		errs = append(errs, fmt.Errorf("limits.max_connections_per_address: %d must be >= 0", lim.MaxConnectionsPerAddress))
+	}
+	if l.HTTP.ReadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("listeners.http.read_timeout: %v must be >= 0", l.HTTP.ReadTimeout))
+	}
+	if l.HTTP.IdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("listeners.http.idle_timeout: %v must be >= 0", l.HTTP.IdleTimeout))
 	}
 	if lim.MaxPacketSize > maxMQTTPacket {
 		errs = append(errs, fmt.Errorf("limits.max_packet_size: %d exceeds the MQTT maximum %d", lim.MaxPacketSize, maxMQTTPacket))
@@ -230,6 +275,12 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.Listeners.HTTP.MQTTPath == "" {
 		c.Listeners.HTTP.MQTTPath = "/mqtt"
+	}
+	if c.Listeners.HTTP.ReadTimeout == 0 {
+		c.Listeners.HTTP.ReadTimeout = defaultHTTPReadTimeout
+	}
+	if c.Listeners.HTTP.IdleTimeout == 0 {
+		c.Listeners.HTTP.IdleTimeout = defaultHTTPIdleTimeout
 	}
 	if c.Limits.MaxPacketSize == 0 {
 		c.Limits.MaxPacketSize = 1 << 20

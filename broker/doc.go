@@ -4,6 +4,13 @@
 // replace mochi's unsafe defaults (connect timeout, packet size limit,
 // reserved client ids, keepalive bounds, protected system topics).
 //
+// Every listener's connections pass one gate (gate.go) that counts them
+// from accept to close against limits.max_connections and
+// limits.max_connections_per_address, makes room by closing idle
+// keep-alive HTTP connections, and answers the refused ones in their own
+// protocol (refuse.go). WebSocket upgrades are checked against
+// listeners.http.allowed_origins (origin.go).
+//
 // Other packages reach the broker through Server's small API: Publish,
 // Subscribe and Retained for in-process messages, Handle for extra HTTP
 // handlers, and Sessions for the connected clients. The broker never imports

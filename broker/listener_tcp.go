@@ -23,6 +23,8 @@ type tcpListener struct {
 	connectTimeout time.Duration
 	onEnd          func(remote string, err error, connected bool)
 	closeClients   func(listenerID string)
+	gate           *connGate
+	onBusy         func() // a refused client was sent CONNACK "server busy"
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -33,15 +35,20 @@ type tcpListener struct {
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func newTCPListener(id, address string, tlsConfig *tls.Config, connectTimeout time.Duration, onEnd func(string, error, bool), closeClients func(string)) *tcpListener {
-	return &tcpListener{id: id, address: address, tlsConfig: tlsConfig, connectTimeout: connectTimeout, onEnd: onEnd, closeClients: closeClients}
+func newTCPListener(id, address string, tlsConfig *tls.Config, connectTimeout time.Duration, gate *connGate, onBusy func(), onEnd func(string, error, bool), closeClients func(string)) *tcpListener {
+	return &tcpListener{id: id, address: address, tlsConfig: tlsConfig, connectTimeout: connectTimeout, gate: gate, onBusy: onBusy, onEnd: onEnd, closeClients: closeClients}
 }
 
-// Init binds the address.
+// Init binds the address. Connections are admitted by the connection
+// gate before TLS, so that a refused client costs no more than its
+// answer.
 func (l *tcpListener) Init(log *slog.Logger) error {
 	ln, err := net.Listen("tcp", l.address)
 	if err != nil {
 		return fmt.Errorf("listen %s (%s): %w", l.id, l.address, err)
+	}
+	if l.gate != nil {
+		ln = l.gate.listener(ln, false, answerMQTTBusy(l.tlsConfig, l.onBusy))
 	}
 	if l.tlsConfig != nil {
 		ln = tls.NewListener(ln, l.tlsConfig)

@@ -39,16 +39,16 @@ type wsListener struct {
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id, path string, connectTimeout time.Duration, maxPacket uint32, onEnd func(string, error, bool), closeClients func(string)) *wsListener {
+func newWSListener(id, path string, connectTimeout time.Duration, maxPacket uint32, checkOrigin func(*http.Request) bool, onEnd func(string, error, bool), closeClients func(string)) *wsListener {
 	return &wsListener{
 		id: id, path: path, connectTimeout: connectTimeout, maxPacket: int64(maxPacket), onEnd: onEnd, closeClients: closeClients,
 		upgrader: websocket.Upgrader{
 			Subprotocols:    []string{"mqtt"},
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
-			// MQTT over WebSocket is used by browsers on other origins; access
-			// is controlled by MQTT authentication, not by Origin.
-			CheckOrigin: func(*http.Request) bool { return true },
+			// A page may open a WebSocket to any address; only the origins
+			// the operator allows get through (listeners.http.allowed_origins).
+			CheckOrigin: checkOrigin,
 		},
 	}
 }

@@ -16,6 +16,9 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockmq/sockmq/internal/limit"
+	"github.com/sockmq/sockmq/internal/origin"
 )
 
 // Listener ids as mochi sees them (also the `listener` log key).
@@ -40,6 +43,9 @@ type Server struct {
 	subIDs   atomic.Int64
 	store    *storeHook
 	metrics  *metrics
+	limits   *limit.Recorder
+	origins  *origin.Policy
+	gate     *connGate
 
 	mux      *http.ServeMux
 	httpSrv  *http.Server
@@ -79,10 +85,9 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 		reg = prometheus.NewRegistry()
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClients = cfg.Limits.MaxConnections
-	if caps.MaximumClients == 0 {
-		caps.MaximumClients = math.MaxInt64
-	}
+	// limits.max_connections is enforced at accept, for every listener
+	// (see connGate); mochi's own count of MQTT clients is not needed.
+	caps.MaximumClients = math.MaxInt64
 	caps.MaximumPacketSize = cfg.Limits.MaxPacketSize
 	caps.MaximumClientWritesPending = cfg.Limits.MaxQueuedMessages
 	caps.MaximumInflight = cfg.Limits.MaxInflight
@@ -112,6 +117,20 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 	s.internal = mq.NewClient(nil, mqtt.LocalListener, internalClientID, true)
 	s.internal.Properties.ProtocolVersion = 5
 	s.metrics = newMetrics(reg, mq)
+	s.limits = limit.NewRecorder(reg, log.With("component", "limits"), limitOrigins)
+	s.gate = newConnGate(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerAddress, s.limits)
+	s.gate.idleTimeout, s.gate.readTimeout = cfg.Listeners.HTTP.IdleTimeout, cfg.Listeners.HTTP.ReadTimeout
+	nofile, known := openFileLimit()
+	if capped, lowered := connectionCap(cfg.Limits.MaxConnections, nofile, known); lowered {
+		s.gate.max = capped
+		log.Warn("limits.max_connections lowered to fit the open-file limit (RLIMIT_NOFILE); raise the limit (ulimit -n, LimitNOFILE=) to allow more",
+			"max_connections", cfg.Limits.MaxConnections, "effective", capped, "open_file_limit", nofile)
+	}
+	origins, err := origin.Parse(cfg.Listeners.HTTP.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("listeners.http.allowed_origins: %w", err) // Validate has caught it already
+	}
+	s.origins = origins
 
 	s.policy = &policyHook{s: s}
 	if err := mq.AddHook(s.policy, nil); err != nil {
@@ -172,7 +191,7 @@ func (s *Server) Start() (err error) {
 		}
 	}()
 	if l.MQTT.Address != "" {
-		s.tcp = newTCPListener(listenerMQTT, l.MQTT.Address, nil, s.cfg.Limits.ConnectTimeout, s.connectionEnded, s.closeClientsOf)
+		s.tcp = newTCPListener(listenerMQTT, l.MQTT.Address, nil, s.cfg.Limits.ConnectTimeout, s.gate, s.refusedBusy, s.connectionEnded, s.closeClientsOf)
 		if err := s.mq.AddListener(s.tcp); err != nil {
 			return fmt.Errorf("listeners.mqtt: %w", err)
 		}
@@ -182,33 +201,41 @@ func (s *Server) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("listeners.mqtt_tls: %w", err)
 		}
-		s.tls = newTCPListener(listenerMQTTTLS, l.MQTTTLS.Address, tc, s.cfg.Limits.ConnectTimeout, s.connectionEnded, s.closeClientsOf)
+		s.tls = newTCPListener(listenerMQTTTLS, l.MQTTTLS.Address, tc, s.cfg.Limits.ConnectTimeout, s.gate, s.refusedBusy, s.connectionEnded, s.closeClientsOf)
 		if err := s.mq.AddListener(s.tls); err != nil {
 			return fmt.Errorf("listeners.mqtt_tls: %w", err)
 		}
 	}
 	if l.HTTP.Address != "" {
-		s.ws = newWSListener(listenerWS, l.HTTP.MQTTPath, s.cfg.Limits.ConnectTimeout, s.cfg.Limits.MaxPacketSize, s.connectionEnded, s.closeClientsOf)
+		s.ws = newWSListener(listenerWS, l.HTTP.MQTTPath, s.cfg.Limits.ConnectTimeout, s.cfg.Limits.MaxPacketSize, s.checkOrigin, s.connectionEnded, s.closeClientsOf)
 		if err := s.mq.AddListener(s.ws); err != nil {
 			return fmt.Errorf("listeners.http: %w", err)
 		}
 		s.mux.Handle(l.HTTP.MQTTPath, s.ws)
+		var tc *tls.Config
+		if l.HTTP.CertFile != "" {
+			if tc, err = loadTLS(l.HTTP.CertFile, l.HTTP.KeyFile); err != nil {
+				return fmt.Errorf("listeners.http: %w", err)
+			}
+		}
 		ln, err := net.Listen("tcp", l.HTTP.Address)
 		if err != nil {
 			return fmt.Errorf("listeners.http: listen %s: %w", l.HTTP.Address, err)
 		}
-		s.httpLn = ln
+		s.httpLn = s.gate.listener(ln, true, answerHTTPBusy(tc))
+		if tc != nil {
+			s.httpLn = tls.NewListener(s.httpLn, tc)
+		}
+		// The timeouts end with the upgrade of a WebSocket: net/http clears
+		// the deadlines of a hijacked connection, and MQTT keepalive and
+		// bridge pings set their own.
 		s.httpSrv = &http.Server{
 			Handler:           s.mux,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: l.HTTP.ReadTimeout,
+			ReadTimeout:       l.HTTP.ReadTimeout,
+			IdleTimeout:       l.HTTP.IdleTimeout,
+			ConnState:         s.gate.httpConnState,
 			ErrorLog:          slog.NewLogLogger(quietHandler{s.log.With("component", "http").Handler()}, slog.LevelDebug),
-		}
-		if l.HTTP.CertFile != "" {
-			tc, err := loadTLS(l.HTTP.CertFile, l.HTTP.KeyFile)
-			if err != nil {
-				return fmt.Errorf("listeners.http: %w", err)
-			}
-			s.httpLn = tls.NewListener(ln, tc)
 		}
 	}
 	if err := s.mq.Serve(); err != nil {
@@ -232,6 +259,10 @@ func (s *Server) Start() (err error) {
 	s.log.Info("sockmq broker started", "mqtt", s.MQTTAddr(), "mqtt_tls", s.TLSAddr(), "http", s.HTTPAddr())
 	return nil
 }
+
+// refusedBusy counts a connection refused at accept with CONNACK "server
+// busy" among the refused connections.
+func (s *Server) refusedBusy() { s.metrics.refused("server_busy") }
 
 func (s *Server) closeListeners() {
 	if s.httpLn != nil {
@@ -287,6 +318,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			// Close disconnects clients (0x8B), waits for their goroutines,
 			// then stops hooks: the store flushes and closes last.
 			_ = s.mq.Close()
+			s.gate.closeRefusals()
 			s.log.Info("sockmq broker stopped")
 		}()
 	})

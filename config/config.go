@@ -62,9 +62,21 @@ func Default() File {
 	}
 }
 
-// Broker returns the broker's configuration.
+// Broker returns the broker's configuration, with the origins of the
+// deprecated bridge.allowed_origins added to listeners.http.allowed_origins.
 func (f File) Broker() broker.Config {
-	return broker.Config{Listeners: f.Listeners, Limits: f.Limits, Persistence: f.Persistence}
+	l := f.Listeners
+	l.HTTP.AllowedOrigins = f.AllowedOrigins()
+	return broker.Config{Listeners: l, Limits: f.Limits, Persistence: f.Persistence}
+}
+
+// AllowedOrigins returns the web page origins allowed to open WebSockets on
+// the HTTP listener: listeners.http.allowed_origins plus the deprecated
+// alias bridge.allowed_origins. Both apply to /mqtt and the bridge alike.
+func (f File) AllowedOrigins() []string {
+	out := make([]string, 0, len(f.Listeners.HTTP.AllowedOrigins)+len(f.Bridge.AllowedOrigins))
+	out = append(out, f.Listeners.HTTP.AllowedOrigins...)
+	return append(out, f.Bridge.AllowedOrigins...)
 }
 
 // Load reads and validates the file at path.

@@ -38,6 +38,10 @@ func New(cfg config.File, log *slog.Logger) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if len(cfg.Bridge.AllowedOrigins) > 0 {
+		log.Warn("bridge.allowed_origins is deprecated: move its origins to listeners.http.allowed_origins (both keys apply to /mqtt and the bridge alike)",
+			"origins", cfg.Bridge.AllowedOrigins)
+	}
 	authSvc, err := auth.New(cfg.Auth, log)
 	if err != nil {
 		return nil, err
@@ -66,9 +70,11 @@ func (a *App) newBridge(cfg config.File) error {
 		a.Log.Warn("bridge.enabled is true but listeners.http.address is empty: the SocketCluster bridge is not served")
 		return nil
 	}
+	bcfg := cfg.Bridge
+	bcfg.AllowedOrigins = cfg.AllowedOrigins()
 	authz := authAdapter{a.Auth}
 	obs := &socketObserver{presence: a.Presence}
-	br, err := bridge.New(cfg.Bridge, bridge.Options{
+	br, err := bridge.New(bcfg, bridge.Options{
 		Broker:     brokerAdapter{a.Broker},
 		Authorizer: authz,
 		Registerer: a.Metrics,

@@ -9,7 +9,10 @@
 //  - login from the page, then a page reload: the token kept in
 //    localStorage authenticates the new connection without a new login;
 //  - MQTT.js's browser bundle over ws://…/mqtt from the page, talking to an
-//    SC client and an MQTT device in Node.
+//    SC client and an MQTT device in Node;
+//  - cross-site WebSocket hijacking: the pages are served from another port,
+//    whose origin the tests list in listeners.http.allowed_origins; a page
+//    from an origin that is not listed cannot open /mqtt or /socketcluster/.
 //
 // On failure a screenshot, the page's console and its DOM status go to
 // interop/artifacts/ and into the error message.
@@ -105,6 +108,25 @@ ${body}
 </body></html>`;
 }
 
+// Opens plain WebSockets to /mqtt and /socketcluster/ and records whether
+// each opened or was refused.
+function probePage() {
+  return `${PAGE_HEAD}
+<script>
+  const port = new URLSearchParams(location.search).get('port');
+  const probe = (url, protocols) => new Promise((resolve) => {
+    const ws = new WebSocket(url, protocols);
+    ws.onopen = () => { ws.close(); resolve('open'); };
+    ws.onerror = () => resolve('refused');
+  });
+  window.results = Promise.all([
+    probe('ws://127.0.0.1:' + port + '/mqtt', ['mqtt']),
+    probe('ws://127.0.0.1:' + port + '/socketcluster/'),
+  ]);
+</script>
+</body></html>`;
+}
+
 // MQTT.js browser bundle over WebSocket /mqtt.
 function mqttPage() {
   return `${PAGE_HEAD}
@@ -132,7 +154,7 @@ async function serveStatic() {
     '/sc14.js': await readFile(BUNDLES.sc14),
     '/mqtt.js': await readFile(BUNDLES.mqtt),
   };
-  const pages = {'/sc20.html': scPage('20'), '/sc14.html': scPage('14'), '/mqtt.html': mqttPage()};
+  const pages = {'/sc20.html': scPage('20'), '/sc14.html': scPage('14'), '/mqtt.html': mqttPage(), '/probe.html': probePage()};
   const server = http.createServer((req, res) => {
     const {pathname} = new URL(req.url, 'http://x');
     if (pages[pathname]) {
@@ -179,6 +201,13 @@ async function withPage(browser, cleanup, name, fn) {
   }
 }
 
+/** sockmq_limit_refusals_total{limit="allowed_origins"} from /metrics. */
+async function originRefusals(srv) {
+  const body = await (await fetch(`${srv.httpUrl}/metrics`)).text();
+  const m = body.match(/^sockmq_limit_refusals_total\{limit="allowed_origins"\} (\d+)/m);
+  return m ? Number(m[1]) : 0;
+}
+
 const textIs = (sel, want) => [(a) => document.querySelector(a[0]).textContent === a[1], [sel, want]];
 
 describe('headless Chromium with the browser bundles from npm', () => {
@@ -189,8 +218,9 @@ describe('headless Chromium with the browser bundles from npm', () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found (apt-get install chromium)`);
     for (const f of Object.values(BUNDLES)) assert.ok(existsSync(f), `browser bundle missing: ${f}`);
-    srv = await Sockmq.start({name: 'browser', bridge: true});
     web = await serveStatic();
+    // The pages come from another port: their origin must be listed.
+    srv = await Sockmq.start({name: 'browser', bridge: true, allowedOrigins: [web.base]});
     browser = await chromium.launch({executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000});
   });
   after(async () => {
@@ -246,10 +276,30 @@ describe('headless Chromium with the browser bundles from npm', () => {
     })(t);
   });
 
+  test('a page from an origin that is not listed cannot open /mqtt or /socketcluster/', T, async (t) => {
+    await srv.guard(async (_t, cleanup) => {
+      const other = await serveStatic(); // another port: another origin, not in allowed_origins
+      cleanup.add(() => new Promise((resolve) => { other.server.closeAllConnections(); other.server.close(resolve); }));
+      const before = await originRefusals(srv);
+      await withPage(browser, cleanup, 'browser-origin-refused', async (page) => {
+        await page.goto(`${other.base}/probe.html?port=${srv.httpPort}`, WAIT);
+        assert.deepEqual(await page.evaluate(() => window.results), ['refused', 'refused'],
+          `[/mqtt, /socketcluster/] from ${other.base}`);
+      });
+      assert.equal(await originRefusals(srv) - before, 2, 'both refusals counted in sockmq_limit_refusals_total');
+      // The same page from the listed origin gets through: the refusal is the origin's.
+      await withPage(browser, cleanup, 'browser-origin-listed', async (page) => {
+        await page.goto(`${web.base}/probe.html?port=${srv.httpPort}`, WAIT);
+        assert.deepEqual(await page.evaluate(() => window.results), ['open', 'open'], `[/mqtt, /socketcluster/] from ${web.base}`);
+      });
+      t.diagnostic(`refused from ${other.base}, accepted from ${web.base}`);
+    })(t);
+  });
+
   describe('with a password file (allow_anonymous: false)', () => {
     let authSrv;
     before(async () => {
-      authSrv = await Sockmq.start({name: 'browser-auth', bridge: true, users: USERS, allowAnonymous: false});
+      authSrv = await Sockmq.start({name: 'browser-auth', bridge: true, users: USERS, allowAnonymous: false, allowedOrigins: [web.base]});
     });
     after(async () => { await authSrv?.close(); });
 

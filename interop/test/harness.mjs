@@ -208,6 +208,8 @@ export class Sockmq {
    * @param {string} [opts.name] label used in log file names
    * @param {string} [opts.extraYaml] appended verbatim to config.yaml
    * @param {boolean} [opts.bridge] fail unless /socketcluster/ is served (see requireBridge)
+   * @param {string[]} [opts.allowedOrigins] listeners.http.allowed_origins: origins of the
+   *   web pages (other than the listener's own) that may open /mqtt and /socketcluster/
    */
   constructor(opts = {}) {
     this.opts = opts;
@@ -279,6 +281,7 @@ export class Sockmq {
     y += 'listeners:\n';
     y += `  mqtt:\n    address: ${yamlString(`${HOST}:${this.mqttPort}`)}\n`;
     y += `  http:\n    address: ${yamlString(`${HOST}:${this.httpPort}`)}\n`;
+    if (o.allowedOrigins) y += `    allowed_origins: [${o.allowedOrigins.map(yamlString).join(', ')}]\n`;
     y += 'persistence:\n';
     y += `  data_dir: ${yamlString(this.dataDir)}\n`;
     y += '  sync: false\n';
