@@ -16,6 +16,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockmq/sockmq/internal/limit"
 )
 
 // Listener ids as mochi sees them (also the `listener` log key).
@@ -52,6 +54,13 @@ type Server struct {
 	wills     pendingWills
 
 	pidSwaps   packetIDSwaps
+	subs       subState
+	retained   retainedIndex
+	limits     *limit.Recorder
+	authLog    *limit.Recorder // rate-limits the log line of failed logins
+	loginGuard atomic.Pointer[limit.LoginGuard]
+	claims     idClaims
+	quit       chan struct{} // closed when Shutdown starts
 	willGuard  willGuard
 	policy     *policyHook
 	expiry     *expirer
@@ -106,12 +115,17 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 		cfg: cfg, log: log, mq: mq, auth: auth,
 		mux:        http.NewServeMux(),
 		stopped:    make(chan struct{}),
+		quit:       make(chan struct{}),
 		expiry:     &expirer{maxExpiry: int64(cfg.Limits.MaxMessageExpiry / time.Second)},
 		expiryDone: make(chan struct{}),
 	}
 	s.internal = mq.NewClient(nil, mqtt.LocalListener, internalClientID, true)
 	s.internal.Properties.ProtocolVersion = 5
 	s.metrics = newMetrics(reg, mq)
+	s.limits = limit.NewRecorder(reg, log.With("component", "mqtt"),
+		limitMaxSubscriptions, limitMaxSubscriptionsTotal, limitSubscribeRate, limitLoginDelay, limitClientIDOwner)
+	s.authLog = limit.NewRecorder(nil, log.With("component", "mqtt"))
+	s.loginGuard.Store(limit.NewLoginGuard(limit.LoginGuardConfig{}))
 
 	s.policy = &policyHook{s: s}
 	if err := mq.AddHook(s.policy, nil); err != nil {
@@ -215,6 +229,7 @@ func (s *Server) Start() (err error) {
 		return fmt.Errorf("start mqtt: %w", err)
 	}
 	s.running.Store(true)
+	s.seedRetained()
 	s.resumeWills()
 	if err := stopMochiExpiryScans(s.mq); err != nil {
 		s.log.Warn("keeping mochi's own expiry scans", "error", err)
@@ -275,6 +290,7 @@ func (s *Server) HTTPAddr() string {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.running.Store(false)
+		close(s.quit)
 		s.wills.stopAll()
 		close(s.expiryDone)
 		go func() {
