@@ -207,42 +207,37 @@ func (s *Server) seedRetained() {
 	}
 }
 
-// retainedPackets returns the retained messages matching filter that id may
-// read; all when id is nil or no Authorizer is set.
-func (s *Server) retainedPackets(filter string, id *auth.Identity) []packets.Packet {
+// eachRetained calls fn with each retained message matching filter that id
+// may read (every one when id is nil or no Authorizer is set), until fn
+// returns false. Messages are copied out of mochi one at a time, so a
+// caller that stops early (a full client queue) does not pay for the rest.
+func (s *Server) eachRetained(filter string, id *auth.Identity, fn func(pk packets.Packet) bool) {
+	check := id != nil && s.auth != nil
 	if sysFilter(filter) {
-		pks := s.mq.Topics.Messages(filter) // a few dozen $SYS topics
-		if id == nil || s.auth == nil {
-			return pks
-		}
-		out := pks[:0]
-		for _, pk := range pks {
-			if s.auth.Allowed(*id, pk.TopicName, auth.Read) {
-				out = append(out, pk)
+		for _, pk := range s.mq.Topics.Messages(filter) { // a few dozen $SYS topics
+			if (!check || s.auth.Allowed(*id, pk.TopicName, auth.Read)) && !fn(pk) {
+				return
 			}
 		}
-		return out
+		return
 	}
 	var scope *auth.ReadScope
-	if id != nil && s.auth != nil {
+	if check {
 		scope = s.auth.ReadScope(*id)
 	}
-	topics := s.retained.topics(filter, scope)
-	out := make([]packets.Packet, 0, len(topics))
-	for _, topic := range topics {
-		if scope != nil && !s.auth.Allowed(*id, topic, auth.Read) {
+	for _, topic := range s.retained.topics(filter, scope) {
+		if check && !s.auth.Allowed(*id, topic, auth.Read) {
 			continue
 		}
-		if pk, ok := s.mq.Topics.Retained.Get(topic); ok {
-			out = append(out, pk)
+		if pk, ok := s.mq.Topics.Retained.Get(topic); ok && !fn(pk) {
+			return
 		}
 	}
-	return out
 }
 
 // Retained returns the retained messages whose topics match filter.
 func (s *Server) Retained(filter string) []Message {
-	return messagesOf(s.retainedPackets(filter, nil))
+	return s.collectRetained(filter, nil)
 }
 
 // RetainedFor returns the retained messages whose topics match filter and
@@ -250,14 +245,15 @@ func (s *Server) Retained(filter string) []Message {
 // retained messages: subtrees of the topic tree id's ACL cannot read are
 // skipped whole.
 func (s *Server) RetainedFor(id auth.Identity, filter string) []Message {
-	return messagesOf(s.retainedPackets(filter, &id))
+	return s.collectRetained(filter, &id)
 }
 
-func messagesOf(pks []packets.Packet) []Message {
-	out := make([]Message, len(pks))
-	for i, pk := range pks {
-		out[i] = messageFromPacket(pk)
-	}
+func (s *Server) collectRetained(filter string, id *auth.Identity) []Message {
+	var out []Message
+	s.eachRetained(filter, id, func(pk packets.Packet) bool {
+		out = append(out, messageFromPacket(pk))
+		return true
+	})
 	return out
 }
 
@@ -286,10 +282,9 @@ func (s *Server) replayRetained(cl *mqtt.Client, sub packets.Subscription, exist
 		sub.Identifiers = map[string]int{sub.Filter: sub.Identifier} // [MQTT-3.3.4-3]
 	}
 	id := identityOf(cl)
-	for _, pk := range s.retainedPackets(sub.Filter, &id) {
+	s.eachRetained(sub.Filter, &id, func(pk packets.Packet) bool {
 		_, err := mochiPublishToClient(s.mq, cl, sub, pk)
-		if errors.Is(err, packets.ErrPendingClientWritesExceeded) || errors.Is(err, packets.CodeDisconnect) {
-			return // the client's queue is full or it is gone: the rest would be dropped too
-		}
-	}
+		// A full queue or a closed connection drops the rest anyway.
+		return !errors.Is(err, packets.ErrPendingClientWritesExceeded) && !errors.Is(err, packets.CodeDisconnect)
+	})
 }
