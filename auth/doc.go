@@ -14,6 +14,9 @@
 //   - [ACL] parses a mosquitto acl_file and answers per-message checks
 //     ([ACL.Allowed], no allocations) and per-subscription decisions
 //     ([ACL.Subscription]). See ACL.md for the supported syntax.
+//   - [ACL.ReadScope] compiles what one identity may read, so that a walk
+//     over many topics (retained messages) can skip whole subtrees
+//     ([ReadScope.Under]).
 //   - [MatchTopic], [Intersects] and [Covers] implement MQTT topic-filter
 //     semantics, including the rule that wildcards in the first level never
 //     match topics starting with '$'.

@@ -223,7 +223,7 @@ func (s *socket) onSubscribe(p *scproto.Packet) {
 	s.stateMu.Unlock()
 	s.ack(p, nil)
 	// Retained messages go to this socket only, after the acknowledgement.
-	for _, rm := range s.h.broker.Retained(filter) {
+	for _, rm := range s.h.broker.Retained(*s.identity.Load(), filter) {
 		if m.check.Load() && !s.h.authz.Allowed(*s.identity.Load(), rm.Topic, Read) {
 			continue
 		}

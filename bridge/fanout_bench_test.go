@@ -15,7 +15,7 @@ func (a benchBroker) Publish(m Message) error { return a.s.Publish(broker.Messag
 func (a benchBroker) Subscribe(f string, fn func(Message)) (func(), error) {
 	return a.s.Subscribe(f, func(m broker.Message) { fn(Message(m)) })
 }
-func (a benchBroker) Retained(string) []Message { return nil }
+func (a benchBroker) Retained(Identity, string) []Message { return nil }
 
 // benchFanout publishes through the real broker to n sockets subscribed to
 // one channel: one broker subscription, one serialisation, n enqueues per

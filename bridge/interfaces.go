@@ -13,8 +13,10 @@ type Broker interface {
 	// it must only enqueue and never block. Retained messages are not
 	// replayed to fn.
 	Subscribe(filter string, fn func(Message)) (cancel func(), err error)
-	// Retained returns the retained messages whose topics match filter.
-	Retained(filter string) []Message
+	// Retained returns the retained messages whose topics match filter and
+	// that id may read. Its cost follows what id may read, not how many
+	// messages are retained.
+	Retained(id Identity, filter string) []Message
 }
 
 // Message is an MQTT application message. Its fields mirror the broker's

@@ -17,6 +17,9 @@ type Authorizer interface {
 	Allowed(id auth.Identity, topic string, a auth.Access) bool
 	// Subscription decides whether a filter may be subscribed to.
 	Subscription(id auth.Identity, filter string) auth.SubDecision
+	// ReadScope compiles what id may read, so that a walk over the
+	// retained topics can skip whole subtrees; nil means everything.
+	ReadScope(id auth.Identity) *auth.ReadScope
 }
 
 // identityOf is the identity the Authorizer sees for an MQTT client.

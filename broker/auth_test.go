@@ -13,6 +13,7 @@ import (
 
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/internal/testutil"
 )
 
@@ -60,6 +61,9 @@ func startAuthBroker(t *testing.T) *authFixture {
 	}
 	f.svc = svc
 	f.b = testutil.StartBroker(t, testutil.BrokerConfig(t), svc)
+	// These tests send a few wrong passwords in a row from 127.0.0.1; the
+	// growing delay on failures has its own test (abuse_proc_test.go).
+	f.b.SetLoginGuard(limit.NewLoginGuard(limit.LoginGuardConfig{Free: 1000}))
 	return f
 }
 

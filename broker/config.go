@@ -105,9 +105,21 @@ type Limits struct {
 	// and counted. Default 1024.
 	MaxQueuedMessages int32 `yaml:"max_queued_messages"`
 	// MaxSubscriptions caps the subscriptions one MQTT client may hold;
-	// filters beyond it are refused in SUBACK (0x87 / 0x80). Zero means the
-	// default, 10000.
+	// filters beyond it are refused in SUBACK (MQTT 5 0x97 quota exceeded,
+	// 3.1.1 0x80). Zero means the default, 10000.
 	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxSubscriptionsTotal caps the subscriptions all MQTT clients hold
+	// together (the sockmq_subscriptions gauge); new filters beyond it are
+	// refused as for MaxSubscriptions. Zero means no limit. Default 1000000.
+	MaxSubscriptionsTotal int64 `yaml:"max_subscriptions_total"`
+	// SubscribeRate is how many topic filters per second one MQTT client
+	// may subscribe to (re-subscribing counts: it replays retained
+	// messages), after a burst of SubscribeBurst; filters beyond it are
+	// refused as for MaxSubscriptions. Zero means no limit. Default 100.
+	SubscribeRate float64 `yaml:"subscribe_rate"`
+	// SubscribeBurst is how many filters a client may subscribe to at once
+	// before SubscribeRate applies. Zero means the default, 1000.
+	SubscribeBurst int `yaml:"subscribe_burst"`
 	// MaxInflight is the number of QoS 1/2 messages kept per session,
 	// including those queued for offline persistent sessions. Default 8192.
 	MaxInflight uint16 `yaml:"max_inflight"`
@@ -164,6 +176,10 @@ func Defaults() Config {
 			MaxQueuedMessages: 1024,
 			MaxSubscriptions:  10000,
 			MaxInflight:       8192,
+
+			MaxSubscriptionsTotal: 1000000,
+			SubscribeRate:         100,
+			SubscribeBurst:        1000,
 		},
 		Persistence: Persistence{Enabled: true, DataDir: "./data", Sync: true},
 	}
@@ -243,6 +259,15 @@ func (c Config) Validate() error {
 	if lim.MaxSubscriptions < 0 {
 		errs = append(errs, fmt.Errorf("limits.max_subscriptions: %d must be >= 0", lim.MaxSubscriptions))
 	}
+	if lim.MaxSubscriptionsTotal < 0 {
+		errs = append(errs, fmt.Errorf("limits.max_subscriptions_total: %d must be >= 0", lim.MaxSubscriptionsTotal))
+	}
+	if lim.SubscribeRate < 0 {
+		errs = append(errs, fmt.Errorf("limits.subscribe_rate: %v must be >= 0", lim.SubscribeRate))
+	}
+	if lim.SubscribeBurst < 0 {
+		errs = append(errs, fmt.Errorf("limits.subscribe_burst: %d must be >= 0", lim.SubscribeBurst))
+	}
 	if lim.MaxQueuedMessages < 0 {
 		errs = append(errs, fmt.Errorf("limits.max_queued_messages: %d must be >= 0", lim.MaxQueuedMessages))
 	}
@@ -296,6 +321,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Limits.MaxInflight == 0 {
 		c.Limits.MaxInflight = 8192
+	}
+	if c.Limits.SubscribeBurst == 0 {
+		c.Limits.SubscribeBurst = 1000
 	}
 	return c
 }

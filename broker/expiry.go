@@ -148,6 +148,7 @@ func (s *Server) expireRetained(e expiryEntry, now int64) {
 	pk, ok := s.mq.Topics.Retained.Get(e.topic)
 	if ok && s.expiry.expired(e, pk, now) {
 		s.mq.Topics.Retained.Delete(e.topic)
+		s.retainedChanged(e.topic)
 		atomic.StoreInt64(&s.mq.Info.Retained, int64(s.mq.Topics.Retained.Len()))
 		if s.store != nil {
 			s.store.OnRetainedExpired(e.topic)

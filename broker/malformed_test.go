@@ -81,8 +81,8 @@ func TestSubscriptionLimit(t *testing.T) {
 			t.Fatalf("subscription %d refused below the limit: 0x%x", i, rc[0])
 		}
 	}
-	if rc := c.Sub(t, "d", 1); rc[0] < 0x80 {
-		t.Fatalf("fourth subscription granted 0x%x over a limit of 3", rc[0])
+	if rc := c.Sub(t, "d", 1); rc[0] != 0x97 {
+		t.Fatalf("fourth subscription over a limit of 3: 0x%x, want 0x97 (quota exceeded)", rc[0])
 	}
 	if rc := c.Sub(t, "a", 0); rc[0] != 0 {
 		t.Fatalf("re-subscribing an existing filter refused: 0x%x", rc[0])

@@ -56,6 +56,7 @@ func restoreQueueOrder(existing *mqtt.Client) {
 func (h *policyHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	h.s.wills.cancel(cl.ID) // a restored session's will is void once it reconnects
 	if existing, ok := h.s.mq.Clients.Get(cl.ID); ok && existing != cl {
+		h.s.dropUnreadable(existing, identityOf(cl))
 		restoreQueueOrder(existing)
 		if !existing.Closed() {
 			h.s.takeovers.Store(cl)

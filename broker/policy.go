@@ -57,7 +57,8 @@ func (h *policyHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketSent, mqtt.OnPublish,
 		mqtt.OnWill, mqtt.OnPublishDropped, mqtt.OnSessionEstablish, mqtt.OnPacketRead,
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnRetainMessage, mqtt.OnQosPublish, mqtt.OnPacketEncode:
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
+		mqtt.OnQosPublish, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -101,8 +102,9 @@ func usernameOf(cl *mqtt.Client) string {
 }
 
 // OnConnect runs before mochi's authentication step: it enforces the client
-// id and keepalive policy, authenticates, and checks the will topic, so that
-// each refusal carries its proper reason code.
+// id and keepalive policy, authenticates, checks the will topic and that
+// the client id is not another user's session, so that each refusal
+// carries its proper reason code.
 func (h *policyHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.s
 	if c, ok := cl.Net.Conn.(*trackedConn); ok {
@@ -119,7 +121,12 @@ func (h *policyHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		user := string(pk.Connect.Username)
 		res := s.auth.Authenticate(user, pk.Connect.Password, pk.Connect.UsernameFlag && len(pk.Connect.Username) > 0, pk.Connect.PasswordFlag)
 		if code, ok := connackFor(res); !ok {
-			s.log.Info("connection refused: authentication failed", "client", cl.ID, "user", user, "remote", cl.Net.Remote, "reason", code.Reason)
+			// Rate-limited: a guessing flood must not flood the log.
+			s.authLog.Hit("auth_failed", "connection refused: authentication failed",
+				"client", cl.ID, "user", user, "remote", cl.Net.Remote, "reason", code.Reason)
+			if res == auth.BadCredentials {
+				s.slowFailedLogin(cl)
+			}
 			return h.refuse(cl, code)
 		}
 	}
@@ -129,6 +136,11 @@ func (h *policyHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			s.log.Info("connection refused: will topic not permitted", "client", cl.ID, "user", usernameOf(cl), "remote", cl.Net.Remote, "topic", topic)
 			return h.refuse(cl, packets.ErrNotAuthorized)
 		}
+	}
+	if !s.claimClientID(cl) {
+		s.limits.Hit(limitClientIDOwner, "connection refused: client id belongs to another user's session",
+			"client", cl.ID, "user", usernameOf(cl), "remote", cl.Net.Remote)
+		return h.refuse(cl, packets.ErrNotAuthorized)
 	}
 	return nil
 }
@@ -222,12 +234,20 @@ func (h *policyHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 	return pk, nil
 }
 
-// OnRetainMessage schedules the expiry of a new retained message, if it has one.
+// OnRetainMessage schedules the expiry of a new retained message, if it
+// has one, and keeps the retained index up to date.
 func (h *policyHook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int64) {
 	if r == 1 {
 		h.s.expiry.trackRetained(pk)
 	}
+	if r != 0 {
+		h.s.retainedChanged(pk.TopicName)
+	}
 }
+
+// OnRetainedExpired keeps the retained index up to date when mochi's own
+// expiry scan runs (when it could not be replaced by the expirer).
+func (h *policyHook) OnRetainedExpired(topic string) { h.s.retainedChanged(topic) }
 
 // OnQosPublish schedules the expiry of a message queued for a client, if it
 // has one.
@@ -237,36 +257,14 @@ func (h *policyHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _
 	}
 }
 
-// overQuotaFilter replaces filters beyond limits.max_subscriptions: it is
-// valid, lies in the reserved namespace, and is refused by OnACLCheck, so
-// the client gets a failure code for exactly those filters.
-const overQuotaFilter = sockmqNamespace + "subscription-limit"
-
-// OnSubscribe enforces limits.max_subscriptions per client.
-func (h *policyHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	max := h.s.cfg.Limits.MaxSubscriptions
-	if cl.Net.Inline || max <= 0 {
-		return pk
-	}
-	n := cl.State.Subscriptions.Len()
-	for i, f := range pk.Filters {
-		if _, exists := cl.State.Subscriptions.Get(f.Filter); exists {
-			continue // re-subscribing replaces, it does not add
-		}
-		if n >= max {
-			h.s.log.Info("subscription refused: limits.max_subscriptions reached", "client", cl.ID, "filter", f.Filter, "max_subscriptions", max)
-			pk.Filters[i].Filter = overQuotaFilter
-			continue
-		}
-		n++
-	}
-	return pk
-}
-
 // OnPacketEncode puts the client's packet id back on a SUBACK/UNSUBACK
-// (see packetIDSwaps).
+// (see packetIDSwaps) and gives filters refused by a quota their MQTT 5
+// reason code.
 func (h *policyHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	h.s.pidSwaps.swapOut(cl, &pk)
+	if pk.FixedHeader.Type == packets.Suback {
+		h.s.markQuotaRefusals(cl, &pk)
+	}
 	return pk
 }
 
@@ -307,10 +305,16 @@ func dropWill(w mqtt.Will) mqtt.Will {
 	return w
 }
 
-// OnPacketSent counts refused connections by their CONNACK reason.
+// OnPacketSent counts refused connections by their CONNACK reason, and
+// replays retained messages once a SUBACK is written.
 func (h *policyHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
-	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode != 0 {
-		h.s.metrics.refused(connackReason(pk.ReasonCode))
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode != 0 {
+			h.s.metrics.refused(connackReason(pk.ReasonCode))
+		}
+	case packets.Suback:
+		h.s.subscribed(cl, pk)
 	}
 }
 

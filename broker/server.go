@@ -58,6 +58,12 @@ type Server struct {
 	wills     pendingWills
 
 	pidSwaps   packetIDSwaps
+	subs       subState
+	retained   retainedIndex
+	authLog    *limit.Recorder // rate-limits the log line of failed logins
+	loginGuard atomic.Pointer[limit.LoginGuard]
+	claims     idClaims
+	quit       chan struct{} // closed when Shutdown starts
 	willGuard  willGuard
 	policy     *policyHook
 	expiry     *expirer
@@ -111,13 +117,17 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 		cfg: cfg, log: log, mq: mq, auth: auth,
 		mux:        http.NewServeMux(),
 		stopped:    make(chan struct{}),
+		quit:       make(chan struct{}),
 		expiry:     &expirer{maxExpiry: int64(cfg.Limits.MaxMessageExpiry / time.Second)},
 		expiryDone: make(chan struct{}),
 	}
 	s.internal = mq.NewClient(nil, mqtt.LocalListener, internalClientID, true)
 	s.internal.Properties.ProtocolVersion = 5
 	s.metrics = newMetrics(reg, mq)
-	s.limits = limit.NewRecorder(reg, log.With("component", "limits"), limitOrigins)
+	s.limits = limit.NewRecorder(reg, log.With("component", "mqtt"), limitOrigins,
+		limitMaxSubscriptions, limitMaxSubscriptionsTotal, limitSubscribeRate, limitLoginDelay, limitClientIDOwner)
+	s.authLog = limit.NewRecorder(nil, log.With("component", "mqtt"))
+	s.loginGuard.Store(limit.NewLoginGuard(limit.LoginGuardConfig{}))
 	s.gate = newConnGate(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerAddress, s.limits)
 	s.gate.idleTimeout, s.gate.readTimeout = cfg.Listeners.HTTP.IdleTimeout, cfg.Listeners.HTTP.ReadTimeout
 	nofile, known := openFileLimit()
@@ -242,6 +252,7 @@ func (s *Server) Start() (err error) {
 		return fmt.Errorf("start mqtt: %w", err)
 	}
 	s.running.Store(true)
+	s.seedRetained()
 	s.resumeWills()
 	if err := stopMochiExpiryScans(s.mq); err != nil {
 		s.log.Warn("keeping mochi's own expiry scans", "error", err)
@@ -306,6 +317,7 @@ func (s *Server) HTTPAddr() string {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.running.Store(false)
+		close(s.quit)
 		s.wills.stopAll()
 		close(s.expiryDone)
 		go func() {

@@ -156,6 +156,7 @@ func (h *policyHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
+	h.s.releaseClientID(cl) // mochi has registered the session
 	// Every established session reaches OnDisconnect, which forgets it.
 	h.s.willGuard.remember(cl)
 	h.s.sessions.established(cl, h.s.takeovers.LoadAndDelete(cl))
@@ -167,6 +168,8 @@ func (h *policyHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		return
 	}
 	h.s.pidSwaps.forget(cl)
+	h.s.subs.forget(cl)
+	h.s.releaseClientID(cl)
 	h.s.publishMissedWill(cl, err)
 	if h.s.takeovers.LoadAndDelete(cl) {
 		// This connection took a live session over but failed before it was

@@ -16,8 +16,8 @@ func (a brokerAdapter) Subscribe(filter string, fn func(bridge.Message)) (func()
 	return a.s.Subscribe(filter, func(m broker.Message) { fn(bridge.Message(m)) })
 }
 
-func (a brokerAdapter) Retained(filter string) []bridge.Message {
-	ms := a.s.Retained(filter)
+func (a brokerAdapter) Retained(id bridge.Identity, filter string) []bridge.Message {
+	ms := a.s.RetainedFor(auth.Identity(id), filter)
 	out := make([]bridge.Message, len(ms))
 	for i, m := range ms {
 		out[i] = bridge.Message(m)
