@@ -13,7 +13,6 @@ import (
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
 	"github.com/sockmq/sockmq/config"
-	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/lwt"
 	"github.com/sockmq/sockmq/presence"
 )
@@ -80,7 +79,7 @@ func (a *App) newBridge(cfg config.File) error {
 		Registerer: a.Metrics,
 		DataDir:    cfg.Persistence.DataDir,
 		Observer:   obs,
-		LoginGuard: limit.NewLoginGuard(limit.LoginGuardConfig{}),
+		LoginGuard: a.Broker.LoginGuard(), // one guard: failures over MQTT and the bridge add up per address
 	}, a.Log.With("component", "bridge"))
 	if err != nil {
 		return err
