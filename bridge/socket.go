@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,10 @@ const maxBatchBytes = 256 << 10
 // closeGrace is how long the bridge waits for the client's close frame
 // after sending its own.
 const closeGrace = time.Second
+
+// lingerBytes bounds what a lingering close reads and discards (see
+// lingerClose).
+const lingerBytes = 4 << 20
 
 // newSocketID returns "$" and 20 URL-safe random characters (the shape of
 // SocketCluster's base64id ids). The "$" keeps socket ids apart from MQTT
@@ -376,8 +381,28 @@ func (s *socket) run() {
 		_ = s.conn.Close()
 		<-s.writerDone
 	}
+	if errors.Is(rerr, websocket.ErrReadLimit) {
+		s.lingerClose()
+	}
 	_ = s.conn.Close()
 	s.cleanup()
+}
+
+// lingerClose is for a close the bridge sent while the client is still
+// sending (the rest of an oversized frame). Closing the TCP connection with
+// unread data makes the kernel answer with a reset, which destroys the
+// close frame on its way and makes the client report 1006 instead of the
+// bridge's code. So the bridge half-closes its side (the client reads the
+// close frame, then the end of the stream) and reads and discards what
+// still arrives until the client closes, for at most closeGrace and
+// lingerBytes.
+func (s *socket) lingerClose() {
+	nc := s.conn.UnderlyingConn()
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(closeGrace))
+	_, _ = io.CopyN(io.Discard, nc, lingerBytes)
 }
 
 // readFailed turns the reader's error into the socket's close decision.
