@@ -87,6 +87,9 @@ const (
 	// CloseGoingAway is sent on server shutdown; clients reconnect with
 	// back-off.
 	CloseGoingAway = 1001
+	// CloseInvalidPayload is sent for a text frame that is not valid UTF-8
+	// (RFC 6455 §8.1).
+	CloseInvalidPayload = 1007
 	// CloseMessageTooBig is sent for a frame larger than
 	// bridge.max_frame_size.
 	CloseMessageTooBig = 1009

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -359,13 +360,18 @@ func (s *socket) run() {
 	_ = s.conn.SetReadDeadline(s.connectedAt.Add(s.h.cfg.HandshakeTimeout))
 	var rerr error
 	for {
-		_, data, err := s.conn.ReadMessage()
+		mt, data, err := s.conn.ReadMessage()
 		if err != nil {
 			rerr = err
 			break
 		}
 		if s.closing() {
 			continue // wait for the client's close frame
+		}
+		if mt == websocket.TextMessage && !utf8.Valid(data) {
+			s.h.log.Debug("socket closed: text frame is not UTF-8", "client", s.id, "remote", s.remote)
+			s.close(CloseInvalidPayload, "text frame is not valid UTF-8", false)
+			continue
 		}
 		if s.handshaken {
 			s.extendReadDeadline(time.Now())
