@@ -20,18 +20,14 @@ func TestInvalidUTF8(t *testing.T) {
 	const badJSON = "{\"event\":\"#publish\",\"data\":{\"channel\":\"utf8/text\",\"data\":{\"a\":\"\xff\xfe\"}},\"cid\":2}"
 
 	c := st.connect(t)
-	if err := c.Conn().WriteMessage(websocket.TextMessage, []byte(badJSON)); err != nil {
-		t.Fatal(err)
-	}
+	c.SendFrame(websocket.TextMessage, []byte(badJSON))
 	if code, _ := c.WaitClose(); code != bridge.CloseInvalidPayload {
 		t.Fatalf("text frame with invalid UTF-8: closed with %d, want %d", code, bridge.CloseInvalidPayload)
 	}
 
 	// The same bytes in a binary frame: published, without the indicator.
 	b := st.connect(t)
-	if err := b.Conn().WriteMessage(websocket.BinaryMessage, []byte(badJSON)); err != nil {
-		t.Fatal(err)
-	}
+	b.SendFrame(websocket.BinaryMessage, []byte(badJSON))
 	b.Invoke("#publish", map[string]any{"channel": "utf8/sentinel", "data": 1})
 	m := mq.Next(t)
 	if m.Topic != "utf8/text" {

@@ -123,6 +123,15 @@ func (c *SCClient) Send(s string) {
 	_ = c.conn.WriteMessage(websocket.TextMessage, []byte(s))
 }
 
+// SendFrame writes one message of type mt (websocket.TextMessage or
+// BinaryMessage) with arbitrary bytes, valid UTF-8 or not.
+func (c *SCClient) SendFrame(mt int, b []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = c.conn.WriteMessage(mt, b)
+}
+
 // MustJSON returns v as JSON text; a string is taken to be JSON already.
 func MustJSON(v any) string {
 	if s, ok := v.(string); ok {
