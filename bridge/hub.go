@@ -118,8 +118,11 @@ func (f *filterSub) deliver(m Message) {
 	}
 }
 
-// publishFrame serialises the push of m to subscribers of channel. Pushes
-// to wildcard channels carry the concrete channel name in "topic".
+// publishFrame serialises the push of m to subscribers of channel. On an
+// exact channel the data is the message itself. On a wildcard channel it
+// is the envelope {"topic": <concrete channel>, "data": <message>}, so
+// that an application reading the channel with the stock client (which
+// hands it only the data) knows which topic each message came from.
 func (h *Handler) publishFrame(channel string, wildcard bool, m *Message) []byte {
 	topic := ""
 	if wildcard {
@@ -128,11 +131,15 @@ func (h *Handler) publishFrame(channel string, wildcard bool, m *Message) []byte
 	buf := make([]byte, 0, 64+len(channel)+len(topic)+len(m.Payload)*4/3+32)
 	buf = append(buf, `{"event":"#publish","data":{"channel":`...)
 	buf = scproto.AppendString(buf, channel)
-	if topic != "" {
-		buf = append(buf, `,"topic":`...)
-		buf = scproto.AppendString(buf, topic)
-	}
 	buf = append(buf, `,"data":`...)
-	buf = toSC(buf, m)
+	if wildcard {
+		buf = append(buf, `{"topic":`...)
+		buf = scproto.AppendString(buf, topic)
+		buf = append(buf, `,"data":`...)
+		buf = toSC(buf, m)
+		buf = append(buf, '}')
+	} else {
+		buf = toSC(buf, m)
+	}
 	return append(buf, `}}`...)
 }

@@ -251,15 +251,33 @@ func IsEvent(ev string) func(scproto.Packet) bool {
 
 // SCPub is a decoded #publish push.
 type SCPub struct {
-	Channel string          `json:"channel"`
-	Topic   string          `json:"topic"`
-	Data    json.RawMessage `json:"data"`
+	Channel string `json:"channel"`
+	// Topic is the concrete topic of a push on a wildcard channel (from the
+	// envelope); empty on exact channels.
+	Topic string `json:"-"`
+	// Data is the message: on wildcard channels, the envelope's data.
+	Data json.RawMessage `json:"data"`
+	// Raw is the push's data member as sent (the envelope on wildcard
+	// channels).
+	Raw json.RawMessage `json:"-"`
 }
 
-// AsPub decodes the data of a #publish push.
+// AsPub decodes the data of a #publish push. On a wildcard channel the
+// bridge wraps each message as {"topic","data"}; AsPub unwraps it into
+// Topic and Data.
 func AsPub(p scproto.Packet) SCPub {
 	var x SCPub
 	_ = json.Unmarshal(p.Data, &x)
+	x.Raw = x.Data
+	if strings.ContainsAny(x.Channel, "+#") {
+		var env struct {
+			Topic string          `json:"topic"`
+			Data  json.RawMessage `json:"data"`
+		}
+		if json.Unmarshal(x.Data, &env) == nil {
+			x.Topic, x.Data = env.Topic, env.Data
+		}
+	}
 	return x
 }
 

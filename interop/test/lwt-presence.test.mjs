@@ -53,13 +53,15 @@ describe('Last wills and presence', () => {
           // The same list as a channel (retained documents), then live updates.
           const ch = sc.subscribe('$presence/clients/+');
           await ch.subscribed();
-          const doc = await ch.next((d) => d && d.id === devID);
+          // A wildcard channel: each document comes as {topic, data}.
+          const {topic: docTopic, data: doc} = await ch.next((x) => x.data && x.data.id === devID);
+          assert.equal(docTopic, `$presence/clients/${devID}`);
           assert.equal(doc.protocol, 'mqtt');
           const events = sc.subscribe('$presence/disconnected');
           await events.subscribed();
           const other = await connectSC(v, srv, cleanup);
           const otherID = other.id;
-          await ch.next((d) => d && d.id === otherID);
+          await ch.next((x) => x.data && x.data.id === otherID);
           other.disconnect();
           const ev = await events.next((e) => e && e.id === otherID);
           assert.equal(ev.reason, 'clean');

@@ -103,10 +103,10 @@ describe('SocketCluster bridge: protocol details', () => {
           const sc = await connectSC(v, srv, cleanup);
           const sub = sc.subscribe(`status${v}/+`);
           await sub.subscribed();
-          assert.equal(await sub.next(), 'online');
+          assert.deepEqual(await sub.next(), {topic, data: 'online'});
           const f = await sc.frames.next((x) => x.packet?.event === '#publish');
           assert.equal(f.packet.data.channel, `status${v}/+`);
-          assert.equal(f.packet.data.topic, topic);
+          assert.deepEqual(f.packet.data.data, {topic, data: 'online'});
           await mqttPublish(dev, topic, '', {retain: true}); // clear
         })(t);
       });
