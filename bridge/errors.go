@@ -65,6 +65,11 @@ const (
 	// ErrNameTokenInvalid: the auth token is malformed, badly signed, or
 	// belongs to a user who may no longer log in.
 	ErrNameTokenInvalid = "AuthTokenInvalidError"
+	// ErrNameRateLimit: the socket made more #subscribe requests
+	// (bridge.subscribe_rate, bridge.subscribe_burst) or procedure calls
+	// (bridge.invoke_rate, bridge.invoke_burst) than it may; the request
+	// was not carried out. Retrying later succeeds.
+	ErrNameRateLimit = "RateLimitError"
 	// ErrNameInternal: a procedure failed with an error that is not an
 	// *Error; the details are logged, not sent.
 	ErrNameInternal = "InternalError"

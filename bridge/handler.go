@@ -13,6 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockmq/sockmq/internal/limit"
 )
 
 // Options are the bridge's collaborators.
@@ -43,6 +45,7 @@ type Handler struct {
 	authz    Authorizer
 	observer Observer
 	metrics  *metrics
+	refusals *limit.Recorder
 	signer   *signer
 	hub      *hub
 	upgrader websocket.Upgrader
@@ -83,11 +86,12 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg: cfg, log: log, broker: opts.Broker, authz: opts.Authorizer, observer: opts.Observer,
-		metrics: newMetrics(opts.Registerer),
-		signer:  &signer{key: key, ttl: cfg.TokenExpiry},
-		sockets: make(map[*socket]struct{}),
-		done:    make(chan struct{}),
-		paths:   make(map[string]bool),
+		metrics:  newMetrics(opts.Registerer),
+		refusals: limit.NewRecorder(opts.Registerer, log, limitSubscribeRate, limitInvokeRate),
+		signer:   &signer{key: key, ttl: cfg.TokenExpiry},
+		sockets:  make(map[*socket]struct{}),
+		done:     make(chan struct{}),
+		paths:    make(map[string]bool),
 	}
 	if h.authz == nil {
 		h.authz = openAuthorizer{}
@@ -244,6 +248,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		}
 		go func() {
 			h.wg.Wait()
+			h.hub.close()
 			close(h.done)
 		}()
 	})

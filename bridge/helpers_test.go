@@ -77,6 +77,13 @@ func testConfig() bridge.Config {
 // startStack starts a broker and the bridge. authz may be nil.
 func startStack(t *testing.T, cfg bridge.Config, authz *auth.Service) *stack {
 	t.Helper()
+	return startStackWith(t, cfg, authz, nil)
+}
+
+// startStackWith is startStack with the broker as the bridge sees it
+// passed through wrap (nil: unchanged).
+func startStackWith(t *testing.T, cfg bridge.Config, authz *auth.Service, wrap func(bridge.Broker) bridge.Broker) *stack {
+	t.Helper()
 	st := &stack{t: t, reg: prometheus.NewRegistry(), auth: authz, obs: &recorder{}}
 	bcfg := testutil.BrokerConfig(t)
 	st.dir = bcfg.Persistence.DataDir
@@ -91,6 +98,9 @@ func startStack(t *testing.T, cfg bridge.Config, authz *auth.Service) *stack {
 		t.Fatalf("broker.New: %v", err)
 	}
 	opts.Broker = app.BridgeBroker(b)
+	if wrap != nil {
+		opts.Broker = wrap(opts.Broker)
+	}
 	opts.Registerer = st.reg
 	opts.DataDir = st.dir
 	opts.Observer = st.obs

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/internal/scproto"
 )
 
@@ -82,6 +83,12 @@ type socket struct {
 	subs     map[string]*member
 	tokenExp atomic.Int64 // unix seconds; 0 when not authenticated
 
+	// Reader goroutine only: request budgets, and the subscriptions whose
+	// retained messages are still to be sent (see replayRetained).
+	subBudget    limit.Bucket
+	invokeBudget limit.Bucket
+	replays      []*member
+
 	// qmu guards the outbound queue and the close decision.
 	qmu      sync.Mutex
 	queue    [][]byte
@@ -106,6 +113,8 @@ func newSocket(h *Handler, conn *websocket.Conn, remote string) *socket {
 		subs: make(map[string]*member), wake: make(chan struct{}, 1),
 	}
 	s.session = &Session{s: s}
+	s.subBudget = limit.NewBucket(h.cfg.SubscribeRate, h.cfg.SubscribeBurst)
+	s.invokeBudget = limit.NewBucket(h.cfg.InvokeRate, h.cfg.InvokeBurst)
 	s.identity.Store(&Identity{ClientID: s.id, Anonymous: true})
 	switch h.cfg.ProtocolVersion {
 	case "1":
