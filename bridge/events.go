@@ -182,8 +182,7 @@ func (s *socket) onSubscribe(p *scproto.Packet) {
 	if !s.subBudget.Take(1, time.Now()) {
 		s.h.refusals.Hit(limitSubscribeRate, "subscribe refused: bridge.subscribe_rate exceeded",
 			"client", s.id, "remote", s.remote, "subscribe_rate", s.h.cfg.SubscribeRate, "subscribe_burst", s.h.cfg.SubscribeBurst)
-		refuse(Errorf(ErrNameRateLimit, "too many subscribe requests: at most %d at once and %g per second (bridge.subscribe_burst, bridge.subscribe_rate)",
-			s.h.cfg.SubscribeBurst, s.h.cfg.SubscribeRate))
+		refuse(Errorf(ErrNameRateLimit, "too many subscribes (bridge.subscribe_rate %g/s, subscribe_burst %d)", s.h.cfg.SubscribeRate, s.h.cfg.SubscribeBurst))
 		return
 	}
 	channel, ok := parseSubscribe(p.Data)
@@ -330,8 +329,7 @@ func (s *socket) onProcedure(p *scproto.Packet) {
 	if !s.invokeBudget.Take(1, time.Now()) {
 		s.h.refusals.Hit(limitInvokeRate, "procedure call refused: bridge.invoke_rate exceeded",
 			"client", s.id, "remote", s.remote, "procedure", p.Event, "invoke_rate", s.h.cfg.InvokeRate, "invoke_burst", s.h.cfg.InvokeBurst)
-		s.fail(p, Errorf(ErrNameRateLimit, "too many procedure calls: at most %d at once and %g per second (bridge.invoke_burst, bridge.invoke_rate)",
-			s.h.cfg.InvokeBurst, s.h.cfg.InvokeRate))
+		s.fail(p, Errorf(ErrNameRateLimit, "too many calls (bridge.invoke_rate %g/s, invoke_burst %d)", s.h.cfg.InvokeRate, s.h.cfg.InvokeBurst))
 		return
 	}
 	if e := s.mayAct(); e != nil {
