@@ -148,10 +148,15 @@ func (w willEncoder) EncodeWill(channel string, data json.RawMessage) (string, l
 	return m.Topic, lwt.Encoded{Payload: m.Payload, ContentType: m.ContentType, PayloadFormat: m.PayloadFormat, HasPayloadFormat: m.HasPayloadFormat}, nil
 }
 
-// willAuth applies the same write permission as a publish.
+// willAuth applies the same write permission as a publish, for a user who
+// may still log in: the will of a user deleted from the password file is
+// neither accepted nor sent.
 type willAuth struct{ s *auth.Service }
 
 func (w willAuth) MayWrite(o lwt.Owner, topic string) bool {
+	if o.Username != "" && !w.s.UserExists(o.Username) {
+		return false
+	}
 	id := auth.Identity{Username: o.Username, ClientID: o.SessionID, Anonymous: o.Username == ""}
 	return !broker.IsReservedTopic(topic) && w.s.Allowed(id, topic, auth.Write)
 }
