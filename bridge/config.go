@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -45,6 +46,23 @@ type Config struct {
 	// MaxSubscriptions caps the channels one socket may subscribe to. Zero
 	// means 1000.
 	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// SubscribeRate is how many #subscribe requests per second one socket
+	// may make on average; beyond it (and beyond SubscribeBurst at once)
+	// subscribes are refused with RateLimitError. #unsubscribe is never
+	// refused. Zero means 20.
+	SubscribeRate float64 `yaml:"subscribe_rate"`
+	// SubscribeBurst is how many #subscribe requests one socket may make at
+	// once (a reconnecting client resubscribes all its channels). Zero
+	// means 1000.
+	SubscribeBurst int `yaml:"subscribe_burst"`
+	// InvokeRate is how many procedure calls (invoke or transmit of a
+	// procedure such as presence or setWill; not login, logout or the
+	// #-events) per second one socket may make on average; beyond it calls
+	// are refused with RateLimitError. Zero means 50.
+	InvokeRate float64 `yaml:"invoke_rate"`
+	// InvokeBurst is how many procedure calls one socket may make at once.
+	// Zero means 100.
+	InvokeBurst int `yaml:"invoke_burst"`
 	// MaxQueueBytes caps the bytes waiting to be written to one socket. A
 	// socket that falls further behind is closed with 4100 (the client
 	// reconnects after its back-off) and counted in
@@ -90,6 +108,10 @@ const (
 	DefaultMaxFrameSize     = 1 << 20
 	DefaultMaxSubscriptions = 1000
 	DefaultMaxQueueBytes    = 4 << 20
+	DefaultSubscribeRate    = 20
+	DefaultSubscribeBurst   = 1000
+	DefaultInvokeRate       = 50
+	DefaultInvokeBurst      = 100
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultTokenExpiry      = 24 * time.Hour
 	DefaultLoginTimeout     = 10 * time.Second
@@ -109,6 +131,10 @@ func Defaults() Config {
 		HandshakeTimeout: DefaultHandshakeTimeout,
 		MaxFrameSize:     DefaultMaxFrameSize,
 		MaxSubscriptions: DefaultMaxSubscriptions,
+		SubscribeRate:    DefaultSubscribeRate,
+		SubscribeBurst:   DefaultSubscribeBurst,
+		InvokeRate:       DefaultInvokeRate,
+		InvokeBurst:      DefaultInvokeBurst,
 		MaxQueueBytes:    DefaultMaxQueueBytes,
 		WriteTimeout:     DefaultWriteTimeout,
 		AllowedOrigins:   []string{},
@@ -143,6 +169,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxQueueBytes == 0 {
 		c.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if c.SubscribeRate == 0 {
+		c.SubscribeRate = DefaultSubscribeRate
+	}
+	if c.SubscribeBurst == 0 {
+		c.SubscribeBurst = DefaultSubscribeBurst
+	}
+	if c.InvokeRate == 0 {
+		c.InvokeRate = DefaultInvokeRate
+	}
+	if c.InvokeBurst == 0 {
+		c.InvokeBurst = DefaultInvokeBurst
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
@@ -197,10 +235,18 @@ func (c Config) Validate() error {
 		v   int
 	}{
 		{"max_frame_size", c.MaxFrameSize}, {"max_subscriptions", c.MaxSubscriptions}, {"max_queue_bytes", c.MaxQueueBytes},
-		{"max_failed_logins", c.MaxFailedLogins},
+		{"max_failed_logins", c.MaxFailedLogins}, {"subscribe_burst", c.SubscribeBurst}, {"invoke_burst", c.InvokeBurst},
 	} {
 		if n.v < 0 {
 			add(n.key, "%d must be >= 0", n.v)
+		}
+	}
+	for _, r := range []struct {
+		key string
+		v   float64
+	}{{"subscribe_rate", c.SubscribeRate}, {"invoke_rate", c.InvokeRate}} {
+		if !(r.v >= 0) || math.IsInf(r.v, 0) {
+			add(r.key, "%v must be a number >= 0", r.v)
 		}
 	}
 	if c.MaxFrameSize > 0 && c.MaxFrameSize < 256 {

@@ -21,6 +21,7 @@ func TestConfigValidate(t *testing.T) {
 		HandshakeTimeout: -1, MaxFrameSize: 10, MaxSubscriptions: -1, MaxQueueBytes: 10,
 		AllowedOrigins: []string{"example.com"}, AuthKey: "short", TokenExpiry: -time.Second,
 		LoginTimeout: -time.Second, MaxFailedLogins: -1,
+		SubscribeRate: -1, SubscribeBurst: -1, InvokeRate: -2, InvokeBurst: -1,
 	}
 	err := bad.Validate()
 	if err == nil {
@@ -28,7 +29,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, key := range []string{"bridge.path", "bridge.topic_prefix", "bridge.protocol_version", "bridge.ping_interval",
 		"bridge.handshake_timeout", "bridge.max_frame_size", "bridge.max_subscriptions", "bridge.max_queue_bytes",
-		"bridge.allowed_origins", "bridge.auth_key", "bridge.token_expiry", "bridge.login_timeout", "bridge.max_failed_logins"} {
+		"bridge.allowed_origins", "bridge.auth_key", "bridge.token_expiry", "bridge.login_timeout", "bridge.max_failed_logins",
+		"bridge.subscribe_rate", "bridge.subscribe_burst", "bridge.invoke_rate", "bridge.invoke_burst"} {
 		if !strings.Contains(err.Error(), key+":") {
 			t.Errorf("error does not name %s:\n%v", key, err)
 		}

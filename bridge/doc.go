@@ -24,7 +24,13 @@
 // serialises each message once and enqueues the same bytes to every member,
 // running a per-message read check only for members whose subscription the
 // ACL allows partially. It takes only a read lock and the sockets' queue
-// locks, and never waits on a network write.
+// locks, and never waits on a network write. A broker subscription
+// outlives its last member by a second (a timer goroutine ends it), so
+// subscribe/unsubscribe churn does not reach the broker.
+//
+// Per-socket request budgets (bridge.subscribe_rate, bridge.invoke_rate)
+// and the retained messages still to replay for new subscriptions belong
+// to the reader goroutine alone.
 //
 // Authorizer reloads re-check every socket on the reloading goroutine
 // (non-blocking), and so do revocations (on the goroutine that calls

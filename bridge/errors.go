@@ -68,6 +68,11 @@ const (
 	// ErrNameTokenInvalid: the auth token is malformed, badly signed, or
 	// belongs to a user who may no longer log in.
 	ErrNameTokenInvalid = "AuthTokenInvalidError"
+	// ErrNameRateLimit: the socket made more #subscribe requests
+	// (bridge.subscribe_rate, bridge.subscribe_burst) or procedure calls
+	// (bridge.invoke_rate, bridge.invoke_burst) than it may; the request
+	// was not carried out. Retrying later succeeds.
+	ErrNameRateLimit = "RateLimitError"
 	// ErrNameInternal: a procedure failed with an error that is not an
 	// *Error; the details are logged, not sent.
 	ErrNameInternal = "InternalError"
@@ -90,6 +95,9 @@ const (
 	// CloseGoingAway is sent on server shutdown; clients reconnect with
 	// back-off.
 	CloseGoingAway = 1001
+	// CloseInvalidPayload is sent for a text frame that is not valid UTF-8
+	// (RFC 6455 §8.1).
+	CloseInvalidPayload = 1007
 	// CloseMessageTooBig is sent for a frame larger than
 	// bridge.max_frame_size.
 	CloseMessageTooBig = 1009

@@ -55,9 +55,14 @@ func (s *socket) handleFrame(data []byte) {
 			if s.closing() {
 				return
 			}
-			s.handlePacket(&f.Packets[i])
+			p := &f.Packets[i]
+			if len(s.replays) > 0 && p.Event != evSubscribe && p.Event != evUnsubscribe {
+				s.replayRetained()
+			}
+			s.handlePacket(p)
 		}
 	}
+	s.replayRetained()
 }
 
 // handlePacket dispatches one packet.
@@ -180,6 +185,12 @@ func (s *socket) onSubscribe(p *scproto.Packet) {
 		s.h.log.Debug("subscribe refused", "client", s.id, "user", s.session.Username(), "error", e.Message)
 		s.fail(p, e)
 	}
+	if !s.subBudget.Take(1, time.Now()) {
+		s.h.limits.Hit(limitSubscribeRate, "subscribe refused: bridge.subscribe_rate exceeded",
+			"client", s.id, "remote", s.remote, "subscribe_rate", s.h.cfg.SubscribeRate, "subscribe_burst", s.h.cfg.SubscribeBurst)
+		refuse(Errorf(ErrNameRateLimit, "too many subscribes (bridge.subscribe_rate %g/s, subscribe_burst %d)", s.h.cfg.SubscribeRate, s.h.cfg.SubscribeBurst))
+		return
+	}
 	channel, ok := parseSubscribe(p.Data)
 	if !ok {
 		refuse(NewError(ErrNameInvalidAction, "subscribe channel name was malformatted: want {\"channel\": name}"))
@@ -222,13 +233,34 @@ func (s *socket) onSubscribe(p *scproto.Packet) {
 	s.subs[channel] = m
 	s.stateMu.Unlock()
 	s.ack(p, nil)
-	// Retained messages go to this socket only, after the acknowledgement.
-	for _, rm := range s.h.broker.Retained(*s.identity.Load(), filter) {
-		if m.check.Load() && !s.h.authz.Allowed(*s.identity.Load(), rm.Topic, Read) {
+	s.replays = append(s.replays, m)
+}
+
+// replayRetained sends the retained messages of the subscriptions made
+// since the last call, to this socket only, after their acknowledgements.
+// The frame handler calls it before any request other than a subscribe or
+// unsubscribe and at the end of each frame: a subscription that has ended
+// by then gets nothing (its client would drop the messages anyway), so a
+// frame of subscribe/unsubscribe pairs costs no retained lookups.
+func (s *socket) replayRetained() {
+	pending := s.replays
+	s.replays = pending[:0]
+	defer clear(pending)
+	for _, m := range pending {
+		s.stateMu.Lock()
+		live := s.subs[m.channel] == m
+		s.stateMu.Unlock()
+		if !live || s.closing() {
 			continue
 		}
-		if s.enqueue(s.h.publishFrame(channel, m.f.wildcard, &rm)) {
-			s.h.metrics.messagesOut.Inc()
+		channel, filter := m.channel, m.f.filter
+		for _, rm := range s.h.broker.Retained(*s.identity.Load(), filter) {
+			if m.check.Load() && !s.h.authz.Allowed(*s.identity.Load(), rm.Topic, Read) {
+				continue
+			}
+			if s.enqueue(s.h.publishFrame(channel, m.f.wildcard, &rm)) {
+				s.h.metrics.messagesOut.Inc()
+			}
 		}
 	}
 }
@@ -302,6 +334,12 @@ func (s *socket) onAuthenticate(p *scproto.Packet) {
 }
 
 func (s *socket) onProcedure(p *scproto.Packet) {
+	if !s.invokeBudget.Take(1, time.Now()) {
+		s.h.limits.Hit(limitInvokeRate, "procedure call refused: bridge.invoke_rate exceeded",
+			"client", s.id, "remote", s.remote, "procedure", p.Event, "invoke_rate", s.h.cfg.InvokeRate, "invoke_burst", s.h.cfg.InvokeBurst)
+		s.fail(p, Errorf(ErrNameRateLimit, "too many calls (bridge.invoke_rate %g/s, invoke_burst %d)", s.h.cfg.InvokeRate, s.h.cfg.InvokeBurst))
+		return
+	}
 	if e := s.mayAct(); e != nil {
 		s.fail(p, e)
 		return
@@ -324,7 +362,9 @@ func (s *socket) onProcedure(p *scproto.Packet) {
 		return
 	}
 	var data []byte
-	if res != nil {
+	if raw, ok := res.(json.RawMessage); ok {
+		data = raw // the procedure vouches that it is JSON
+	} else if res != nil {
 		b, err := json.Marshal(res)
 		if err != nil {
 			s.h.log.Warn("procedure result not encodable", "procedure", p.Event, "error", err)

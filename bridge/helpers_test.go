@@ -98,12 +98,24 @@ func testConfig() bridge.Config {
 // startStack starts a broker and the bridge. authz may be nil.
 func startStack(t *testing.T, cfg bridge.Config, authz *auth.Service) *stack {
 	t.Helper()
-	return startStackOpts(t, cfg, authz, nil)
+	return startStackFull(t, cfg, authz, nil, nil)
 }
 
 // startStackOpts is startStack with a hook that may change the bridge's
 // options (after the defaults are set) before it is created.
 func startStackOpts(t *testing.T, cfg bridge.Config, authz *auth.Service, mutate func(*bridge.Options)) *stack {
+	return startStackFull(t, cfg, authz, nil, mutate)
+}
+
+// startStackWith is startStack with the broker as the bridge sees it
+// passed through wrap (nil: unchanged).
+func startStackWith(t *testing.T, cfg bridge.Config, authz *auth.Service, wrap func(bridge.Broker) bridge.Broker) *stack {
+	return startStackFull(t, cfg, authz, wrap, nil)
+}
+
+// startStackFull starts a broker and a bridge: wrap changes the broker as
+// the bridge sees it, mutate the bridge's options (both may be nil).
+func startStackFull(t *testing.T, cfg bridge.Config, authz *auth.Service, wrap func(bridge.Broker) bridge.Broker, mutate func(*bridge.Options)) *stack {
 	t.Helper()
 	st := &stack{t: t, reg: prometheus.NewRegistry(), auth: authz, obs: &recorder{}}
 	bcfg := testutil.BrokerConfig(t)
@@ -119,6 +131,9 @@ func startStackOpts(t *testing.T, cfg bridge.Config, authz *auth.Service, mutate
 		t.Fatalf("broker.New: %v", err)
 	}
 	opts.Broker = app.BridgeBroker(b)
+	if wrap != nil {
+		opts.Broker = wrap(opts.Broker)
+	}
 	opts.Registerer = st.reg
 	opts.DataDir = st.dir
 	opts.Observer = st.obs

@@ -3,21 +3,37 @@ package bridge
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sockmq/sockmq/internal/scproto"
+)
+
+// A broker subscription outlives its last member by idleLinger, so that a
+// socket that unsubscribes and subscribes again (or many sockets coming and
+// going on one channel) does not make the broker subscribe each time: a
+// broker subscribe walks every retained message matching the filter. At
+// most maxIdleFilters idle subscriptions are kept; beyond that the oldest
+// ends at once.
+const (
+	idleLinger     = time.Second
+	maxIdleFilters = 1024
 )
 
 // hub keeps one broker subscription per distinct MQTT filter, shared by
 // every socket subscribed to it (reference counted by its member set).
 //
-// Locking: hub.mu guards the filter map and is held while subscribing to
-// or unsubscribing from the broker, so a filter is never subscribed twice.
-// Each filterSub has its own RWMutex over its members: delivery (on the
-// publisher's goroutine) takes only the read lock and never hub.mu.
+// Locking: hub.mu guards the filter map and the idle set and is held while
+// subscribing to or unsubscribing from the broker, so a filter is never
+// subscribed twice. Each filterSub has its own RWMutex over its members:
+// delivery (on the publisher's goroutine) takes only the read lock and
+// never hub.mu.
 type hub struct {
 	h       *Handler
 	mu      sync.Mutex
 	filters map[string]*filterSub
+	idle    map[*filterSub]time.Time // filters without members, since when
+	sweep   *time.Timer              // ends idle filters; nil when idle is empty
+	closed  bool
 }
 
 // filterSub is the broker subscription for one filter and its members.
@@ -42,14 +58,17 @@ type member struct {
 	check atomic.Bool
 }
 
-func newHub(h *Handler) *hub { return &hub{h: h, filters: make(map[string]*filterSub)} }
+func newHub(h *Handler) *hub {
+	return &hub{h: h, filters: make(map[string]*filterSub), idle: make(map[*filterSub]time.Time)}
+}
 
 // add subscribes s to channel (MQTT filter filter), subscribing to the
-// broker if s is the filter's first member.
+// broker unless the filter has members or lingers idle.
 func (hb *hub) add(s *socket, channel, filter string, check bool) (*member, error) {
 	hb.mu.Lock()
 	defer hb.mu.Unlock()
 	f := hb.filters[filter]
+	delete(hb.idle, f)
 	if f == nil {
 		f = &filterSub{hub: hb, filter: filter, channel: channel, wildcard: isWildcard(channel), members: make(map[*socket]*member)}
 		cancel, err := hb.h.broker.Subscribe(filter, f.deliver)
@@ -68,7 +87,8 @@ func (hb *hub) add(s *socket, channel, filter string, check bool) (*member, erro
 	return m, nil
 }
 
-// remove ends m; the broker subscription ends with its last member.
+// remove ends m; the broker subscription ends idleLinger after its last
+// member left (at once after close).
 func (hb *hub) remove(m *member) {
 	hb.mu.Lock()
 	defer hb.mu.Unlock()
@@ -79,10 +99,74 @@ func (hb *hub) remove(m *member) {
 	}
 	empty := len(f.members) == 0
 	f.mu.Unlock()
-	if empty && hb.filters[f.filter] == f {
-		delete(hb.filters, f.filter)
-		f.cancel()
-		hb.h.metrics.filters.Dec()
+	if !empty || hb.filters[f.filter] != f {
+		return
+	}
+	if hb.closed {
+		hb.endLocked(f)
+		return
+	}
+	if len(hb.idle) >= maxIdleFilters {
+		var oldest *filterSub
+		var since time.Time
+		for g, t := range hb.idle {
+			if oldest == nil || t.Before(since) {
+				oldest, since = g, t
+			}
+		}
+		hb.endLocked(oldest)
+	}
+	hb.idle[f] = time.Now()
+	if hb.sweep == nil {
+		hb.sweep = time.AfterFunc(idleLinger, hb.sweepIdle)
+	}
+}
+
+// endLocked ends f's broker subscription. The caller holds hb.mu.
+func (hb *hub) endLocked(f *filterSub) {
+	delete(hb.idle, f)
+	delete(hb.filters, f.filter)
+	f.cancel()
+	hb.h.metrics.filters.Dec()
+}
+
+// sweepIdle ends the broker subscriptions idle for idleLinger, and runs
+// again for the others.
+func (hb *hub) sweepIdle() {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	hb.sweep = nil
+	if hb.closed {
+		return
+	}
+	now := time.Now()
+	var next time.Duration
+	for f, since := range hb.idle {
+		if left := idleLinger - now.Sub(since); left > 0 {
+			if next == 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		hb.endLocked(f)
+	}
+	if len(hb.idle) > 0 {
+		hb.sweep = time.AfterFunc(next, hb.sweepIdle)
+	}
+}
+
+// close ends the idle broker subscriptions; later removals end theirs at
+// once.
+func (hb *hub) close() {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	hb.closed = true
+	if hb.sweep != nil {
+		hb.sweep.Stop()
+		hb.sweep = nil
+	}
+	for f := range hb.idle {
+		hb.endLocked(f)
 	}
 }
 
@@ -118,8 +202,11 @@ func (f *filterSub) deliver(m Message) {
 	}
 }
 
-// publishFrame serialises the push of m to subscribers of channel. Pushes
-// to wildcard channels carry the concrete channel name in "topic".
+// publishFrame serialises the push of m to subscribers of channel. On an
+// exact channel the data is the message itself. On a wildcard channel it
+// is the envelope {"topic": <concrete channel>, "data": <message>}, so
+// that an application reading the channel with the stock client (which
+// hands it only the data) knows which topic each message came from.
 func (h *Handler) publishFrame(channel string, wildcard bool, m *Message) []byte {
 	topic := ""
 	if wildcard {
@@ -128,11 +215,15 @@ func (h *Handler) publishFrame(channel string, wildcard bool, m *Message) []byte
 	buf := make([]byte, 0, 64+len(channel)+len(topic)+len(m.Payload)*4/3+32)
 	buf = append(buf, `{"event":"#publish","data":{"channel":`...)
 	buf = scproto.AppendString(buf, channel)
-	if topic != "" {
-		buf = append(buf, `,"topic":`...)
-		buf = scproto.AppendString(buf, topic)
-	}
 	buf = append(buf, `,"data":`...)
-	buf = toSC(buf, m)
+	if wildcard {
+		buf = append(buf, `{"topic":`...)
+		buf = scproto.AppendString(buf, topic)
+		buf = append(buf, `,"data":`...)
+		buf = toSC(buf, m)
+		buf = append(buf, '}')
+	} else {
+		buf = toSC(buf, m)
+	}
 	return append(buf, `}}`...)
 }

@@ -2,6 +2,12 @@ package bridge
 
 import "github.com/prometheus/client_golang/prometheus"
 
+// Limits the bridge counts in sockmq_limit_refusals_total{limit}.
+const (
+	limitSubscribeRate = "bridge_subscribe_rate"
+	limitInvokeRate    = "bridge_invoke_rate"
+)
+
 // metrics are the bridge's Prometheus metrics. Topics, channels and socket
 // ids never become labels.
 type metrics struct {

@@ -27,6 +27,9 @@ const (
 //     decoded bytes, application/octet-stream;
 //   - any other JSON value (absent data counts as null) becomes its JSON
 //     text, application/json, payload format indicator 1.
+//
+// The indicator is set only when the payload is valid UTF-8: text frames
+// are checked on arrival (1007 otherwise), but binary frames are not.
 func toMQTT(data json.RawMessage) Message {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
@@ -44,6 +47,9 @@ func toMQTT(data json.RawMessage) Message {
 	}
 	p := make([]byte, len(data))
 	copy(p, data)
+	if !utf8.Valid(p) {
+		return Message{Payload: p, ContentType: ContentTypeJSON}
+	}
 	return Message{Payload: p, ContentType: ContentTypeJSON, PayloadFormat: 1, HasPayloadFormat: true}
 }
 

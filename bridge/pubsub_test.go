@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/gorilla/websocket"
 
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/internal/scproto"
@@ -113,9 +114,11 @@ func TestInvalidChannels(t *testing.T) {
 		}
 		c.Transmit("#publish", map[string]any{"channel": tc.channel, "data": 1}) // dropped silently
 	}
-	// Invalid UTF-8 cannot be sent through JSON text by a real client, but
-	// a raw frame can carry it.
-	cid := c.Call("#publish", "{\"channel\":\"bad\xff\",\"data\":1}")
+	// Invalid UTF-8 cannot be sent through JSON text by a real client (a
+	// text frame carrying it closes the socket with 1007), but a binary
+	// frame can carry it.
+	c.SendFrame(websocket.BinaryMessage, []byte("{\"event\":\"#publish\",\"data\":{\"channel\":\"bad\xff\",\"data\":1},\"cid\":900}"))
+	cid := int64(900)
 	if r := c.Next(func(p scproto.Packet) bool { return p.RID == cid }, "ack"); r.Error == nil {
 		t.Error("publish to a non-UTF-8 channel accepted")
 	}

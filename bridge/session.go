@@ -56,7 +56,11 @@ func (ss *Session) Transmit(event string, data any) error {
 // socket.invoke(name, data). It runs on the socket's reader goroutine, so
 // the socket's next message waits for it: keep it short. ctx is cancelled
 // when the socket closes. The result is encoded with encoding/json as the
-// response data (nil sends a response without data). To fail the call with
+// response data (nil sends a response without data); a json.RawMessage is
+// sent as it is, so a procedure can answer with bytes it encoded once (it
+// must be valid JSON). Calls count against bridge.invoke_rate and
+// bridge.invoke_burst; beyond them the client gets RateLimitError and fn
+// does not run. To fail the call with
 // a name the client sees, return an *Error; any other error reaches the
 // client as InternalError and is logged.
 type ProcedureFunc func(ctx context.Context, s *Session, data json.RawMessage) (any, error)

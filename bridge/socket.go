@@ -5,13 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/internal/scproto"
 )
 
@@ -29,6 +32,10 @@ const maxBatchBytes = 256 << 10
 // closeGrace is how long the bridge waits for the client's close frame
 // after sending its own.
 const closeGrace = time.Second
+
+// lingerBytes bounds what a lingering close reads and discards (see
+// lingerClose).
+const lingerBytes = 4 << 20
 
 // newSocketID returns "$" and 20 URL-safe random characters (the shape of
 // SocketCluster's base64id ids). The "$" keeps socket ids apart from MQTT
@@ -88,6 +95,12 @@ type socket struct {
 	loginFailures int         // reader goroutine only
 	loginPending  atomic.Bool // a failed login's answer is being delayed
 
+	// Reader goroutine only: request budgets, and the subscriptions whose
+	// retained messages are still to be sent (see replayRetained).
+	subBudget    limit.Bucket
+	invokeBudget limit.Bucket
+	replays      []*member
+
 	// qmu guards the outbound queue and the close decision.
 	qmu      sync.Mutex
 	queue    [][]byte
@@ -112,6 +125,8 @@ func newSocket(h *Handler, conn *websocket.Conn, remote string) *socket {
 		subs: make(map[string]*member), wake: make(chan struct{}, 1),
 	}
 	s.session = &Session{s: s}
+	s.subBudget = limit.NewBucket(h.cfg.SubscribeRate, h.cfg.SubscribeBurst)
+	s.invokeBudget = limit.NewBucket(h.cfg.InvokeRate, h.cfg.InvokeBurst)
 	s.identity.Store(&Identity{ClientID: s.id, Anonymous: true})
 	switch h.cfg.ProtocolVersion {
 	case "1":
@@ -366,13 +381,18 @@ func (s *socket) run() {
 	_ = s.conn.SetReadDeadline(s.connectedAt.Add(s.h.cfg.HandshakeTimeout))
 	var rerr error
 	for {
-		_, data, err := s.conn.ReadMessage()
+		mt, data, err := s.conn.ReadMessage()
 		if err != nil {
 			rerr = err
 			break
 		}
 		if s.closing() {
 			continue // wait for the client's close frame
+		}
+		if mt == websocket.TextMessage && !utf8.Valid(data) {
+			s.h.log.Debug("socket closed: text frame is not UTF-8", "client", s.id, "remote", s.remote)
+			s.close(CloseInvalidPayload, "text frame is not valid UTF-8", false)
+			continue
 		}
 		if s.handshaken {
 			s.extendReadDeadline(time.Now())
@@ -388,8 +408,28 @@ func (s *socket) run() {
 		_ = s.conn.Close()
 		<-s.writerDone
 	}
+	if errors.Is(rerr, websocket.ErrReadLimit) {
+		s.lingerClose()
+	}
 	_ = s.conn.Close()
 	s.cleanup()
+}
+
+// lingerClose is for a close the bridge sent while the client is still
+// sending (the rest of an oversized frame). Closing the TCP connection with
+// unread data makes the kernel answer with a reset, which destroys the
+// close frame on its way and makes the client report 1006 instead of the
+// bridge's code. So the bridge half-closes its side (the client reads the
+// close frame, then the end of the stream) and reads and discards what
+// still arrives until the client closes, for at most closeGrace and
+// lingerBytes.
+func (s *socket) lingerClose() {
+	nc := s.conn.UnderlyingConn()
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(closeGrace))
+	_, _ = io.CopyN(io.Discard, nc, lingerBytes)
 }
 
 // readFailed turns the reader's error into the socket's close decision.

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -58,7 +57,7 @@ func Default() File {
 		Persistence: b.Persistence,
 		Logging:     Logging{Level: "info", Format: "text"},
 		Bridge:      bridge.Defaults(),
-		LWT:         lwt.Config{MaxDelay: time.Hour},
+		LWT:         lwt.Defaults(),
 	}
 }
 

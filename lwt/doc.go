@@ -18,6 +18,14 @@
 //     a pending delayed will, which is how a reconnecting client says "I am
 //     back" (a new socket gets a new id). Anonymous sockets cannot cancel a
 //     pending will from another socket;
+//   - wills are bounded: at most Config.MaxWillsPerSocket per socket,
+//     Config.MaxBytesPerUser bytes per user (open sockets' wills and delayed
+//     ones of ended sockets; each anonymous socket on its own) and
+//     Config.MaxBytes in total; setWill beyond them fails with
+//     LimitExceededError. delaySeconds is checked as a number against
+//     Config.MaxDelay before it becomes a duration;
+//   - a will is not sent when its user was deleted or may no longer publish
+//     to its topic (the Authorizer decides, at send time);
 //   - pending delayed wills live in memory: a broker restart drops them
 //     (bridge sessions do not survive a restart; MQTT persistent sessions
 //     do, see package broker).

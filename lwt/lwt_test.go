@@ -47,7 +47,7 @@ func setup(t *testing.T) (*broker.Server, *lwt.Registry, *prefixAuth, *testutil.
 	b := testutil.StartBroker(t, testutil.BrokerConfig(t), nil)
 	a := &prefixAuth{}
 	a.prefix.Store("wills/")
-	r := lwt.New(lwt.Config{}, textEncoder{}, a, brokerPub{b}, testutil.Logger(t))
+	r := lwt.New(lwt.Config{}, textEncoder{}, a, brokerPub{b}, nil, testutil.Logger(t))
 	t.Cleanup(r.Close)
 	watcher := testutil.MustConnect5(t, b.MQTTAddr(), "watcher")
 	watcher.Sub(t, "#", 2)

@@ -3,9 +3,11 @@ package presence
 import (
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -110,13 +112,23 @@ type change struct {
 	flush    chan struct{}
 }
 
+// entry is a session with its JSON document (as published).
+type entry struct {
+	s   Session
+	doc []byte
+}
+
 // Tracker holds the current sessions and publishes every change.
 type Tracker struct {
 	pub Publisher
 	log *slog.Logger
 
 	mu       sync.RWMutex
-	sessions map[string]Session // by id
+	sessions map[string]entry // by id
+	version  atomic.Uint64    // counts changes to sessions; written under mu
+
+	snapMu sync.Mutex // serialises snapshot builds
+	snap   atomic.Pointer[Snapshot]
 
 	qmu    sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
@@ -131,7 +143,7 @@ func New(pub Publisher, log *slog.Logger) *Tracker {
 	}
 	t := &Tracker{
 		pub: pub, log: log.With("component", "presence"),
-		sessions: make(map[string]Session),
+		sessions: make(map[string]entry),
 		queue:    make(chan change, 4096),
 		done:     make(chan struct{}),
 	}
@@ -181,19 +193,80 @@ func (t *Tracker) Flush() {
 
 // List returns the current sessions, ordered by connect time.
 func (t *Tracker) List() []Session {
+	return slices.Clone(t.Snapshot().Sessions)
+}
+
+// Snapshot returns the current sessions as an immutable [Snapshot]. It is
+// built once per change and shared: calls between two changes cost
+// nothing.
+func (t *Tracker) Snapshot() *Snapshot {
+	if sn := t.snap.Load(); sn != nil && sn.version == t.version.Load() {
+		return sn
+	}
+	t.snapMu.Lock()
+	defer t.snapMu.Unlock()
+	if sn := t.snap.Load(); sn != nil && sn.version == t.version.Load() {
+		return sn
+	}
 	t.mu.RLock()
-	out := make([]Session, 0, len(t.sessions))
-	for _, s := range t.sessions {
-		out = append(out, s)
+	v := t.version.Load()
+	entries := make([]entry, 0, len(t.sessions))
+	for _, e := range t.sessions {
+		entries = append(entries, e)
 	}
 	t.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].ConnectedAt.Equal(out[j].ConnectedAt) {
-			return out[i].ConnectedAt.Before(out[j].ConnectedAt)
+	sort.Slice(entries, func(i, j int) bool {
+		a, b := &entries[i].s, &entries[j].s
+		if !a.ConnectedAt.Equal(b.ConnectedAt) {
+			return a.ConnectedAt.Before(b.ConnectedAt)
 		}
-		return out[i].ID < out[j].ID
+		return a.ID < b.ID
 	})
-	return out
+	sn := &Snapshot{version: v, Sessions: make([]Session, len(entries)), Topics: make([]string, len(entries)), docs: make([][]byte, len(entries))}
+	size := 2
+	for i, e := range entries {
+		sn.Sessions[i], sn.Topics[i], sn.docs[i] = e.s, ClientTopic(e.s.ID), e.doc
+		size += len(e.doc) + 1
+	}
+	sn.all = sn.AppendJSON(make([]byte, 0, size), nil)
+	t.snap.Store(sn)
+	return sn
+}
+
+// Snapshot is the list of sessions at one moment, ordered by connect time,
+// with each session's JSON document, so that answering "who is here" needs
+// no copying, sorting or encoding. It must not be modified.
+type Snapshot struct {
+	version uint64
+	// Sessions are the sessions, ordered by connect time, then id.
+	Sessions []Session
+	// Topics[i] is ClientTopic(Sessions[i].ID), the topic whose read
+	// permission decides who may see the session.
+	Topics []string
+	docs   [][]byte
+	all    []byte
+}
+
+// JSON returns the JSON array of every session (the caller must not
+// modify it).
+func (sn *Snapshot) JSON() []byte { return sn.all }
+
+// AppendJSON appends the JSON array of the sessions i for which keep(i)
+// is true (every session when keep is nil) to dst.
+func (sn *Snapshot) AppendJSON(dst []byte, keep func(i int) bool) []byte {
+	dst = append(dst, '[')
+	first := true
+	for i, d := range sn.docs {
+		if keep != nil && !keep(i) {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, d...)
+	}
+	return append(dst, ']')
 }
 
 // Close publishes what is queued and stops the tracker. Sessions still
@@ -226,27 +299,31 @@ func (t *Tracker) run() {
 }
 
 func (t *Tracker) join(c change) {
+	doc := t.encodeDoc(c.s)
 	t.mu.Lock()
 	old, existed := t.sessions[c.s.ID]
-	t.sessions[c.s.ID] = c.s
+	t.sessions[c.s.ID] = entry{s: c.s, doc: doc}
+	t.version.Add(1)
 	t.mu.Unlock()
 	// A second connect for a live id without the broker flagging a takeover
 	// (e.g. the replaced connection's end is still queued) is a takeover too.
-	takeover := c.takeover || (existed && old.Conn != c.s.Conn)
-	t.publishDoc(c.s)
+	takeover := c.takeover || (existed && old.s.Conn != c.s.Conn)
+	t.publishDoc(c.s, doc)
 	t.publishEvent(ConnectedTopic, Event{Session: c.s, Event: "connected", Takeover: takeover, At: c.at})
 }
 
 func (t *Tracker) update(c change) {
+	doc := t.encodeDoc(c.s)
 	t.mu.Lock()
 	cur, ok := t.sessions[c.s.ID]
-	if !ok || cur.Conn != c.s.Conn {
+	if !ok || cur.s.Conn != c.s.Conn {
 		t.mu.Unlock()
 		return
 	}
-	t.sessions[c.s.ID] = c.s
+	t.sessions[c.s.ID] = entry{s: c.s, doc: doc}
+	t.version.Add(1)
 	t.mu.Unlock()
-	t.publishDoc(c.s)
+	t.publishDoc(c.s, doc)
 }
 
 func (t *Tracker) leave(c change) {
@@ -254,24 +331,30 @@ func (t *Tracker) leave(c change) {
 		return
 	}
 	t.mu.Lock()
-	cur, ok := t.sessions[c.s.ID]
-	if !ok || (c.s.Conn != "" && cur.Conn != c.s.Conn) {
+	e, ok := t.sessions[c.s.ID]
+	if !ok || (c.s.Conn != "" && e.s.Conn != c.s.Conn) {
 		t.mu.Unlock()
 		return // unknown, or a connection already replaced by a takeover
 	}
 	delete(t.sessions, c.s.ID)
+	t.version.Add(1)
 	t.mu.Unlock()
-	t.publish(ClientTopic(cur.ID), nil, true)
-	t.publishEvent(DisconnectedTopic, Event{Session: cur, Event: "disconnected", Reason: c.reason, At: c.at})
+	t.publish(ClientTopic(e.s.ID), nil, true)
+	t.publishEvent(DisconnectedTopic, Event{Session: e.s, Event: "disconnected", Reason: c.reason, At: c.at})
 }
 
-func (t *Tracker) publishDoc(s Session) {
+// encodeDoc returns the session's JSON document.
+func (t *Tracker) encodeDoc(s Session) []byte {
 	b, err := json.Marshal(s)
-	if err != nil {
+	if err != nil { // a Session always encodes; keep the list valid JSON anyway
 		t.log.Error("encode presence document", "error", err)
-		return
+		return []byte("null")
 	}
-	t.publish(ClientTopic(s.ID), b, true)
+	return b
+}
+
+func (t *Tracker) publishDoc(s Session, doc []byte) {
+	t.publish(ClientTopic(s.ID), doc, true)
 }
 
 func (t *Tracker) publishEvent(topic string, ev Event) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,9 +135,18 @@ func (c *scConn) readLoop() {
 				c.resolve(p.RID, p.Error)
 			case p.Event == "#publish" && c.onPublish != nil:
 				var pd struct {
-					Data json.RawMessage `json:"data"`
+					Channel string          `json:"channel"`
+					Data    json.RawMessage `json:"data"`
 				}
 				if json.Unmarshal(p.Data, &pd) == nil {
+					if strings.ContainsAny(pd.Channel, "+#") {
+						// Wildcard channels wrap each message as {topic, data}.
+						var env struct {
+							Data json.RawMessage `json:"data"`
+						}
+						_ = json.Unmarshal(pd.Data, &env)
+						pd.Data = env.Data
+					}
 					if s, ok := scproto.DataString(pd.Data); ok {
 						c.onPublish([]byte(s))
 					} else {

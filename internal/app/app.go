@@ -13,6 +13,7 @@ import (
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
 	"github.com/sockmq/sockmq/config"
+	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/lwt"
 	"github.com/sockmq/sockmq/presence"
 )
@@ -84,7 +85,7 @@ func (a *App) newBridge(cfg config.File) error {
 	if err != nil {
 		return err
 	}
-	a.Wills = lwt.New(cfg.LWT, willEncoder{br}, willAuth{a.Auth}, willPublisher{a.Broker}, a.Log)
+	a.Wills = lwt.New(cfg.LWT, willEncoder{br}, willAuth{a.Auth}, willPublisher{a.Broker}, limit.NewRecorder(a.Metrics, a.Log), a.Log)
 	obs.wills = a.Wills // set before Start: no socket exists yet
 	registerProcedures(br, a.Presence, a.Wills, authz)
 	for _, p := range br.Paths() {

@@ -87,15 +87,7 @@ func registerProcedures(br *bridge.Handler, tr *presence.Tracker, wills *lwt.Reg
 		return s.ID(), nil
 	})
 	br.RegisterProcedure("presence", func(_ context.Context, s *bridge.Session, _ json.RawMessage) (any, error) {
-		id := identity(s)
-		list := tr.List()
-		out := list[:0]
-		for _, ss := range list {
-			if authz.s.Allowed(id, presence.ClientTopic(ss.ID), auth.Read) {
-				out = append(out, ss)
-			}
-		}
-		return out, nil
+		return presenceReply(tr.Snapshot(), authz.s, identity(s)), nil
 	})
 	br.RegisterProcedure("setWill", func(_ context.Context, s *bridge.Session, data json.RawMessage) (any, error) {
 		var req lwt.Request
@@ -116,6 +108,21 @@ func registerProcedures(br *bridge.Handler, tr *presence.Tracker, wills *lwt.Reg
 		wills.Clear(ownerOf(s), req.Channel)
 		return nil, nil
 	})
+}
+
+// presenceReply is the presence procedure's answer: the sessions whose
+// $presence/clients/<id> id may read. The ACL decides for the whole list
+// at once when it allows or denies every such topic (the shared, encoded
+// list or an empty one, whatever the number of sessions); only a partial
+// grant checks each session.
+func presenceReply(sn *presence.Snapshot, a *auth.Service, id auth.Identity) json.RawMessage {
+	switch a.Subscription(id, presence.ClientsFilter) {
+	case auth.SubAllow:
+		return sn.JSON()
+	case auth.SubDeny:
+		return json.RawMessage("[]")
+	}
+	return sn.AppendJSON(nil, func(i int) bool { return a.Allowed(id, sn.Topics[i], auth.Read) })
 }
 
 // willError turns an lwt refusal into the SocketCluster error the client
@@ -143,10 +150,15 @@ func (w willEncoder) EncodeWill(channel string, data json.RawMessage) (string, l
 	return m.Topic, lwt.Encoded{Payload: m.Payload, ContentType: m.ContentType, PayloadFormat: m.PayloadFormat, HasPayloadFormat: m.HasPayloadFormat}, nil
 }
 
-// willAuth applies the same write permission as a publish.
+// willAuth applies the same write permission as a publish, for a user who
+// may still log in: the will of a user deleted from the password file is
+// neither accepted nor sent.
 type willAuth struct{ s *auth.Service }
 
 func (w willAuth) MayWrite(o lwt.Owner, topic string) bool {
+	if o.Username != "" && !w.s.UserExists(o.Username) {
+		return false
+	}
 	id := auth.Identity{Username: o.Username, ClientID: o.SessionID, Anonymous: o.Username == ""}
 	return !broker.IsReservedTopic(topic) && w.s.Allowed(id, topic, auth.Write)
 }

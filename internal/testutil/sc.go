@@ -123,6 +123,15 @@ func (c *SCClient) Send(s string) {
 	_ = c.conn.WriteMessage(websocket.TextMessage, []byte(s))
 }
 
+// SendFrame writes one message of type mt (websocket.TextMessage or
+// BinaryMessage) with arbitrary bytes, valid UTF-8 or not.
+func (c *SCClient) SendFrame(mt int, b []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = c.conn.WriteMessage(mt, b)
+}
+
 // MustJSON returns v as JSON text; a string is taken to be JSON already.
 func MustJSON(v any) string {
 	if s, ok := v.(string); ok {
@@ -242,15 +251,33 @@ func IsEvent(ev string) func(scproto.Packet) bool {
 
 // SCPub is a decoded #publish push.
 type SCPub struct {
-	Channel string          `json:"channel"`
-	Topic   string          `json:"topic"`
-	Data    json.RawMessage `json:"data"`
+	Channel string `json:"channel"`
+	// Topic is the concrete topic of a push on a wildcard channel (from the
+	// envelope); empty on exact channels.
+	Topic string `json:"-"`
+	// Data is the message: on wildcard channels, the envelope's data.
+	Data json.RawMessage `json:"data"`
+	// Raw is the push's data member as sent (the envelope on wildcard
+	// channels).
+	Raw json.RawMessage `json:"-"`
 }
 
-// AsPub decodes the data of a #publish push.
+// AsPub decodes the data of a #publish push. On a wildcard channel the
+// bridge wraps each message as {"topic","data"}; AsPub unwraps it into
+// Topic and Data.
 func AsPub(p scproto.Packet) SCPub {
 	var x SCPub
 	_ = json.Unmarshal(p.Data, &x)
+	x.Raw = x.Data
+	if strings.ContainsAny(x.Channel, "+#") {
+		var env struct {
+			Topic string          `json:"topic"`
+			Data  json.RawMessage `json:"data"`
+		}
+		if json.Unmarshal(x.Data, &env) == nil {
+			x.Topic, x.Data = env.Topic, env.Data
+		}
+	}
 	return x
 }
 

@@ -253,7 +253,7 @@ describe('SocketCluster bridge: ACL (mosquitto syntax)', () => {
           const dev = await connectMQTT(srv.mqttUrl, cleanup, {username: 'device', password: USERS.device});
           await mqttSubscribe(dev, 'alice/#', {qos: 1});
           await mqttPublish(dev, 'sensors/hall', '7');
-          assert.equal(await sensors.next(), 7);
+          assert.deepEqual(await sensors.next(), {topic: 'sensors/hall', data: 7});
           await sc.publish(`alice/${uniq('x')}`, 'hello from alice');
           const m = await dev.inbox.next((x) => x.topic.startsWith('alice/'));
           assert.equal(m.text, 'hello from alice');
@@ -291,7 +291,7 @@ describe('SocketCluster bridge: ACL reload (SIGHUP) revokes live subscriptions',
         await mine.subscribed();
         const dev = await connectMQTT(srv.mqttUrl, cleanup, {username: 'device', password: USERS.device});
         await mqttPublish(dev, 'sensors/a', '1');
-        assert.equal(await sensors.next(), 1);
+        assert.deepEqual(await sensors.next(), {topic: 'sensors/a', data: 1});
 
         await srv.setAcl('user alice\ntopic readwrite alice/#\n\nuser device\ntopic write sensors/#\n');
         srv.hup();
@@ -302,8 +302,8 @@ describe('SocketCluster bridge: ACL reload (SIGHUP) revokes live subscriptions',
         assert.equal(mine.channel.state, 'subscribed', 'alice/# is still readable');
         await mqttPublish(dev, 'sensors/a', '2');
         await sc.publish('alice/x', 'still here');
-        assert.equal(await mine.next(), 'still here');
-        assert.ok(!sc.frames.items.some((f) => f.packet?.event === '#publish' && f.packet.data?.data === 2),
+        assert.deepEqual(await mine.next(), {topic: 'alice/x', data: 'still here'});
+        assert.ok(!sc.frames.items.some((f) => f.packet?.event === '#publish' && f.packet.data?.data?.data === 2),
           'no message on the revoked channel');
       })(t);
     });

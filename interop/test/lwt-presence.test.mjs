@@ -3,7 +3,7 @@
 
 import {test, describe, before, after} from 'node:test';
 import assert from 'node:assert/strict';
-import {Sockmq} from './harness.mjs';
+import {Sockmq, waitFor} from './harness.mjs';
 import {SC_VERSIONS, connectSC, connectMQTT, mqttSubscribe, mqttPublish, uniq} from './clients.mjs';
 
 const T = {timeout: 20000};
@@ -38,11 +38,12 @@ describe('Last wills and presence', () => {
           await connectMQTT(srv.mqttUrl, cleanup, {clientId: devID});
           const sc = await connectSC(v, srv, cleanup);
           assert.equal(await sc.invoke('getSessionId'), sc.id, 'getSessionId repeats the handshake id');
-          let list;
-          for (let i = 0; i < 100; i++) { // presence follows the CONNACK asynchronously: poll
-            list = await sc.invoke('presence');
-            if (list.some((s) => s.id === devID) && list.some((s) => s.id === sc.id)) break;
-          }
+          // Presence follows the CONNACK asynchronously: poll (at waitFor's
+          // pace, well within bridge.invoke_rate).
+          const list = await waitFor(async () => {
+            const l = await sc.invoke('presence');
+            return l.some((s) => s.id === devID) && l.some((s) => s.id === sc.id) && l;
+          }, {what: 'the device and the socket in presence'});
           const dev = list.find((s) => s.id === devID);
           const me = list.find((s) => s.id === sc.id);
           assert.ok(dev && me, `presence list ${JSON.stringify(list)}`);
@@ -53,13 +54,15 @@ describe('Last wills and presence', () => {
           // The same list as a channel (retained documents), then live updates.
           const ch = sc.subscribe('$presence/clients/+');
           await ch.subscribed();
-          const doc = await ch.next((d) => d && d.id === devID);
+          // A wildcard channel: each document comes as {topic, data}.
+          const {topic: docTopic, data: doc} = await ch.next((x) => x.data && x.data.id === devID);
+          assert.equal(docTopic, `$presence/clients/${devID}`);
           assert.equal(doc.protocol, 'mqtt');
           const events = sc.subscribe('$presence/disconnected');
           await events.subscribed();
           const other = await connectSC(v, srv, cleanup);
           const otherID = other.id;
-          await ch.next((d) => d && d.id === otherID);
+          await ch.next((x) => x.data && x.data.id === otherID);
           other.disconnect();
           const ev = await events.next((e) => e && e.id === otherID);
           assert.equal(ev.reason, 'clean');
@@ -123,10 +126,10 @@ describe('Last wills and presence', () => {
           // Wait until both sockets are gone, then prove nothing came: a
           // sentinel published afterwards is the first message.
           const viewer = await connectSC(v, srv, cleanup);
-          for (let i = 0; i < 200; i++) {
+          await waitFor(async () => {
             const ids = (await viewer.invoke('presence')).map((s) => s.id);
-            if (!ids.includes(polite.id) && !ids.includes(cleared.id)) break;
-          }
+            return !ids.includes(polite.id) && !ids.includes(cleared.id);
+          }, {what: 'both sockets to leave presence'});
           await mqttPublish(mq, `${topic}/sentinel`, 'sentinel');
           const first = await mq.inbox.next((x) => x.topic.startsWith(topic));
           assert.equal(first.topic, `${topic}/sentinel`, `a will was published: ${first.topic} ${first.text}`);

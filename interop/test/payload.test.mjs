@@ -109,7 +109,9 @@ describe('SocketCluster bridge: payload mapping', () => {
           const failures = [];
           for (const [i, [name, payload, properties, expected]] of MQTT_TO_SC.entries()) {
             await mqttPublish(dev, `mqtt2sc${v}/${i}`, payload, properties ? {properties} : {});
-            const got = await sub.next(undefined, 5000);
+            // A wildcard channel: the value comes wrapped as {topic, data}.
+            const {topic, data: got} = await sub.next(undefined, 5000);
+            assert.equal(topic, `mqtt2sc${v}/${i}`);
             try { assert.deepStrictEqual(got, expected); } catch {
               failures.push(`${name}: got ${JSON.stringify(got)} (${typeof got}) want ${JSON.stringify(expected)} (${typeof expected})`);
             }

@@ -103,10 +103,10 @@ describe('SocketCluster bridge: protocol details', () => {
           const sc = await connectSC(v, srv, cleanup);
           const sub = sc.subscribe(`status${v}/+`);
           await sub.subscribed();
-          assert.equal(await sub.next(), 'online');
+          assert.deepEqual(await sub.next(), {topic, data: 'online'});
           const f = await sc.frames.next((x) => x.packet?.event === '#publish');
           assert.equal(f.packet.data.channel, `status${v}/+`);
-          assert.equal(f.packet.data.topic, topic);
+          assert.deepEqual(f.packet.data.data, {topic, data: 'online'});
           await mqttPublish(dev, topic, '', {retain: true}); // clear
         })(t);
       });
@@ -277,4 +277,40 @@ describe('SocketCluster bridge: protocol details', () => {
       assert.equal(await sub.next((x) => x === 'small'), 'small');
     })(t);
   });
+});
+
+describe('SocketCluster bridge: per-socket rate limits', () => {
+  let srv;
+  before(async () => {
+    srv = await Sockmq.start({
+      name: 'rate-limits',
+      bridge: true,
+      extraYaml: 'bridge:\n  subscribe_burst: 3\n  subscribe_rate: 0.01\n  invoke_burst: 2\n  invoke_rate: 0.01',
+    });
+  });
+  after(async () => { await srv?.close(); });
+
+  for (const v of SC_VERSIONS) {
+    test(`${label(v)}: subscribes and calls beyond the budget fail with RateLimitError`, T, async (t) => {
+      await srv.guard(async (_t, cleanup) => {
+        const sc = await connectSC(v, srv, cleanup);
+        for (let i = 0; i < 3; i++) {
+          const sub = sc.subscribe(`rate${v}/${i}`);
+          await sub.subscribed();
+        }
+        const err = await sc.subscribe(`rate${v}/3`).failed();
+        assert.equal(err.name, 'RateLimitError', `subscribeFail: ${err.name}: ${err.message}`);
+        t.diagnostic(`subscribe refused: ${err.message}`);
+
+        assert.equal(await sc.invoke('getSessionId'), sc.id);
+        assert.equal(await sc.invoke('getSessionId'), sc.id);
+        const ierr = await sc.invoke('getSessionId').then(() => null, (e) => e);
+        assert.ok(ierr, 'the third call within a burst of 2 must fail');
+        assert.equal(ierr.name, 'RateLimitError', `invoke: ${ierr.name}: ${ierr.message}`);
+        // The socket stays usable: publishing is not limited by these.
+        await sc.publish(`rate${v}/0`, 'still here');
+        assert.equal(sc.state, 'open');
+      })(t);
+    });
+  }
 });

@@ -100,7 +100,7 @@ describe('SocketCluster bridge: publish/subscribe with MQTT', () => {
         })(t);
       });
 
-      test('wildcard channels sensors/+/temp and sensors/#: delivered on the channel as subscribed, topic carries the concrete topic', T, async (t) => {
+      test('wildcard channels sensors/+/temp and sensors/#: delivered on the channel as subscribed, the application gets {topic, data}', T, async (t) => {
         await srv.guard(async (_t, cleanup) => {
           const sc = await connectSC(v, srv, cleanup);
           const plus = sc.subscribe('sensors/+/temp');
@@ -109,24 +109,26 @@ describe('SocketCluster bridge: publish/subscribe with MQTT', () => {
           await hash.subscribed();
           const dev = await connectMQTT(srv.mqttUrl, cleanup);
           await mqttPublish(dev, 'sensors/kitchen/temp', '19.5');
-          assert.equal(await plus.next(), 19.5);
-          assert.equal(await hash.next(), 19.5);
+          // What the stock client's channel iterator (v20: for await; v14:
+          // watch) hands the application: the concrete topic and the data.
+          assert.deepEqual(await plus.next(), {topic: 'sensors/kitchen/temp', data: 19.5});
+          assert.deepEqual(await hash.next(), {topic: 'sensors/kitchen/temp', data: 19.5});
 
           // Wire level: one push per subscribed channel, named as subscribed.
           const pf = await sc.frames.next((f) => f.packet?.event === '#publish' && f.packet.data?.channel === 'sensors/+/temp');
           const hf = await sc.frames.next((f) => f.packet?.event === '#publish' && f.packet.data?.channel === 'sensors/#');
           for (const f of [pf, hf]) {
-            assert.equal(f.packet.data.topic, 'sensors/kitchen/temp', `frame ${f.raw}`);
-            assert.equal(f.packet.data.data, 19.5);
+            assert.deepEqual(f.packet.data.data, {topic: 'sensors/kitchen/temp', data: 19.5}, `frame ${f.raw}`);
+            assert.equal(f.packet.data.topic, undefined, 'no topic beside the envelope');
             assert.equal(f.packet.cid, undefined);
           }
 
           // sensors/kitchen/humidity matches only sensors/#.
           await mqttPublish(dev, 'sensors/kitchen/humidity', '40');
-          assert.equal(await hash.next(), 40);
+          assert.deepEqual(await hash.next(), {topic: 'sensors/kitchen/humidity', data: 40});
           await mqttPublish(dev, 'sensors/kitchen/temp', '"sentinel"');
-          assert.equal(await plus.next(), 'sentinel', 'humidity must not reach sensors/+/temp');
-          assert.equal(await hash.next(), 'sentinel');
+          assert.deepEqual(await plus.next(), {topic: 'sensors/kitchen/temp', data: 'sentinel'}, 'humidity must not reach sensors/+/temp');
+          assert.deepEqual(await hash.next(), {topic: 'sensors/kitchen/temp', data: 'sentinel'});
           // Exactly one delivery per channel per message.
           assert.equal(plus.messages.items.length, 2);
           assert.equal(hash.messages.items.length, 3);
@@ -140,10 +142,9 @@ describe('SocketCluster bridge: publish/subscribe with MQTT', () => {
           const sub = b.subscribe('sensors/+/temp');
           await sub.subscribed();
           await a.publish('sensors/hall/temp', 18);
-          assert.equal(await sub.next(), 18);
+          assert.deepEqual(await sub.next(), {topic: 'sensors/hall/temp', data: 18});
           const f = await b.frames.next((x) => x.packet?.event === '#publish');
           assert.equal(f.packet.data.channel, 'sensors/+/temp');
-          assert.equal(f.packet.data.topic, 'sensors/hall/temp');
         })(t);
       });
 
