@@ -151,7 +151,11 @@ func TestContainerExampleRequiresPasswords(t *testing.T) {
 	if err := os.WriteFile(pw, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := config.Parse([]byte(strings.ReplaceAll(string(data), "/etc/sockmq/passwd", pw)))
+	acl, err := filepath.Abs(filepath.Join("..", "deploy", "acl")) // the image's own ACL
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Parse([]byte(strings.NewReplacer("/etc/sockmq/passwd", pw, "/etc/sockmq/acl", acl).Replace(string(data))))
 	if err != nil {
 		t.Fatalf("container.yaml with its password file present: %v", err)
 	}

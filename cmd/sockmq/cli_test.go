@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -62,5 +66,25 @@ func TestCheckWithoutConfigChecksEmbeddedDefaults(t *testing.T) {
 	code, out, errb := cli("check")
 	if code != 0 || !strings.Contains(out, "ok") || !strings.Contains(out, "embedded defaults") {
 		t.Fatalf("sockmq check: exit %d\nstdout: %q\nstderr: %q\nwant exit 0 and an ok for the embedded defaults", code, out, errb)
+	}
+}
+
+// A port that is taken is the most common first-run failure: say what to
+// do about it, not only the bind error.
+func TestServeExplainsAPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	cfg := fmt.Sprintf("listeners:\n  mqtt: {address: %q}\n  http: {address: %q}\npersistence: {data_dir: data}\n", l.Addr().String(), freePort(t))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errb := cli("serve", "-c", path)
+	if code != 1 || !strings.Contains(errb, "address already in use") || !strings.Contains(errb, "listeners.mqtt.address") || !strings.Contains(errb, "another") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1, the bind error and what to do (another process holds it; change listeners.mqtt.address)", code, errb)
 	}
 }

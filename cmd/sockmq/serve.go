@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -71,6 +73,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := a.Start(); err != nil {
 		log.Error("start failed", "error", err)
+		if hint := bindHint(err, cfg); hint != "" {
+			fmt.Fprintln(stderr, hint)
+		}
 		return 1
 	}
 
@@ -97,4 +102,25 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// bindHint explains an address already in use: which key holds it and what
+// to do. It returns "" for other errors.
+func bindHint(err error, cfg config.File) string {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return ""
+	}
+	key, _, _ := strings.Cut(err.Error(), ":")
+	addr := map[string]string{
+		"listeners.mqtt":     cfg.Listeners.MQTT.Address,
+		"listeners.mqtt_tls": cfg.Listeners.MQTTTLS.Address,
+		"listeners.http":     cfg.Listeners.HTTP.Address,
+	}[key]
+	if addr == "" {
+		key, addr = "a listener address", "it"
+	} else {
+		key += ".address"
+	}
+	return fmt.Sprintf("sockmq: %s %s is already in use by another process (another sockmq, or mosquitto?). "+
+		"Stop that process, or start sockmq with a configuration file that sets other addresses: sockmq -c my.yaml (config.yaml lists every key).", key, addr)
 }
