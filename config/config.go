@@ -223,7 +223,7 @@ func (f File) checkExposure() error {
 		{"listeners.http.address", f.Listeners.HTTP.Address},
 	} {
 		if l.addr != "" && !isLoopback(l.addr) {
-			return fmt.Errorf("auth: %s is %s, not loopback, and no auth.password_file is set; set auth.password_file, or auth.allow_anonymous: true to accept anonymous clients from the network", l.key, l.addr)
+			return fmt.Errorf("%s: %s is not loopback and no auth.password_file is set; set auth.password_file, or auth.allow_anonymous: true to accept anonymous clients from the network", l.key, l.addr)
 		}
 	}
 	return nil

@@ -113,7 +113,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad duration", "limits:\n  connect_timeout: soon\n", []string{"soon"}},
 		{"bad level", "logging: {level: loud}\n", []string{"logging.level:"}},
 		{"missing password file", "auth: {password_file: /nonexistent/pw}\n", []string{"auth.password_file:"}},
-		{"anonymous on the network", "listeners:\n  mqtt: {address: '0.0.0.0:1883'}\n", []string{"auth:", "listeners.mqtt.address", "allow_anonymous"}},
+		{"anonymous on the network", "listeners:\n  mqtt: {address: '0.0.0.0:1883'}\n", []string{"line 2: listeners.mqtt.address: 0.0.0.0:1883 is not loopback", "auth.password_file", "allow_anonymous"}},
 		{"bridge values", "bridge: {protocol_version: 3, ping_interval: 30s, ping_timeout: 10s, max_queue_bytes: -1, auth_key: short}\n",
 			[]string{"bridge.protocol_version:", "bridge.ping_interval:", "bridge.max_queue_bytes:", "bridge.auth_key:"}},
 		{"bridge path collides", "bridge: {path: /mqtt}\n", []string{"bridge.path:", "/mqtt"}},
