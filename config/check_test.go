@@ -62,7 +62,12 @@ func TestCheckFindsWhatServeWouldRefuse(t *testing.T) {
 		{"bad certificate", "listeners:\n  mqtt_tls: {address: '127.0.0.1:8883', cert_file: CERT, key_file: CERT}\n",
 			[]string{"listeners.mqtt_tls: cannot load cert_file and key_file"}},
 		{"yaml syntax", "listeners:\n  mqtt: {address: [\n",
-			[]string{"line "}},
+			[]string{"line ", "not valid YAML"}},
+		{"typo inside a merged mapping", "listeners:\n  http:\n    <<: {adress: x}\n",
+			[]string{"line 3: listeners.http.adress: unknown key (did you mean address?)"}},
+		{"two documents", "logging: {level: info}\n---\nlogging: {level: debug}\n",
+			[]string{"line 2: a second YAML document"}},
+		{"not a mapping", "just text\n", []string{"line 1: expected the keys of a section (listeners, limits"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -102,6 +107,10 @@ func TestListenersThatDoNotOverlap(t *testing.T) {
 		"listeners:\n  mqtt: {address: 'localhost:1883'}\n  http: {address: 'localhost:8080'}\n",
 		"listeners:\n  mqtt: {address: '[::1]:1883'}\n  http: {address: '127.0.0.1:1883'}\n",
 		"listeners:\n  mqtt: {address: '127.0.0.1:65535'}\n",
+		// anchors, aliases and merge keys are YAML and work as YAML says
+		"listeners:\n  mqtt: &a {address: '127.0.0.1:0'}\n  http:\n    <<: *a\n    mqtt_path: /ws\n",
+		"",
+		"# only a comment\n",
 	} {
 		if _, err := config.Parse([]byte(y)); err != nil {
 			t.Errorf("%s: %v", y, err)
