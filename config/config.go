@@ -1,7 +1,10 @@
 // Package config reads sockmq's YAML configuration file into the
 // configuration values of each package (broker, auth, bridge, lwt), applies
 // the embedded defaults, and validates everything in one pass so that an
-// operator sees every problem at once, each naming its key.
+// operator sees every problem at once, each with its key path and line:
+// the YAML tree is first checked against the yaml tags of those types
+// (unknown keys, values of the wrong kind), then decoded and validated.
+// Relative paths in a file are resolved against the file's directory.
 //
 // Concurrency: the functions are pure; a *File is a value the caller owns.
 package config

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -151,13 +150,4 @@ func newError(file string, problems []Problem) error {
 		return li < lj
 	})
 	return &Error{File: file, Problems: problems}
-}
-
-// errorOf returns err as an *Error, wrapping a plain error in one.
-func errorOf(err error) *Error {
-	var ce *Error
-	if errors.As(err, &ce) {
-		return ce
-	}
-	return &Error{Problems: problemsOf(err, nil)}
 }

@@ -67,6 +67,9 @@ func TestCheckWithoutConfigChecksEmbeddedDefaults(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ok") || !strings.Contains(out, "embedded defaults") {
 		t.Fatalf("sockmq check: exit %d\nstdout: %q\nstderr: %q\nwant exit 0 and an ok for the embedded defaults", code, out, errb)
 	}
+	if code, out2, _ := cli("serve", "--check"); code != 0 || out2 != out {
+		t.Errorf("sockmq serve --check: exit %d, output %q; want what sockmq check says", code, out2)
+	}
 }
 
 // A port that is taken is the most common first-run failure: say what to
