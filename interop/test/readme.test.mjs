@@ -14,7 +14,7 @@ import {Sockmq, interopDir, repoDir} from './harness.mjs';
 import {connectMQTT, mqttSubscribe} from './clients.mjs';
 
 const run = promisify(execFile);
-const T = {timeout: 30000};
+const T = {timeout: 40000};
 
 /** The demo script and the install command of a README. */
 async function demoOf(file) {
@@ -43,7 +43,13 @@ describe('README SocketCluster example', () => {
 
         const mqtt = await connectMQTT(srv.mqttUrl, cleanup);
         await mqttSubscribe(mqtt, 'sensors/#', {qos: 1});
-        const {stdout} = await run(process.execPath, [demo], {timeout: 15000});
+        let stdout;
+        try {
+          ({stdout} = await run(process.execPath, [demo], {timeout: 20000}));
+        } catch (err) {
+          err.message += `\ndemo stdout: ${err.stdout}\ndemo stderr: ${err.stderr}`;
+          throw err;
+        }
         assert.match(stdout, /sensors\/\+ got \{ t: 21\.5 \}/);
         const m = await mqtt.inbox.next((x) => x.topic === 'sensors/room1');
         assert.deepEqual(JSON.parse(m.text), {t: 21.5});
