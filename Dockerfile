@@ -14,8 +14,11 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/sockmq /usr/local/bin/sockmq
 COPY deploy/container.yaml /etc/sockmq/config.yaml
-# The password and ACL files are expected beside the config, mounted by the
-# operator: /etc/sockmq/passwd (and /etc/sockmq/acl if used).
+# The ACL the image starts with (every user may read and write every topic);
+# mount your own over it. The password file is mounted by the operator at
+# /etc/sockmq/passwd, owned by the user below (chown 65532:65532; 0600 is
+# fine). cmd/sockmq/container_test.go checks this file's view of them.
+COPY deploy/acl /etc/sockmq/acl
 COPY --from=build --chown=65532:65532 /out/data /var/lib/sockmq
 USER 65532:65532
 VOLUME ["/var/lib/sockmq"]

@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 )
 
@@ -62,3 +64,36 @@ func (e *ParseError) orNil() error {
 	}
 	return e
 }
+
+// ErrOwnerNotKept is matched (errors.Is) by the error of a save that could
+// not give the new file the owner and group of the file it replaces.
+var ErrOwnerNotKept = errors.New("owner of the file cannot be kept")
+
+// OwnerError says that a rewritten file could not be given the owner and
+// group of the file it replaces. It matches [ErrOwnerNotKept].
+type OwnerError struct {
+	// UID and GID are the owner and group of the existing file.
+	UID, GID int
+	// AsUID is the user the process runs as.
+	AsUID int
+	// Err is the chown error.
+	Err error
+}
+
+// Error explains what would go wrong and what to do.
+func (e *OwnerError) Error() string {
+	reason := e.Err
+	var pe *fs.PathError
+	if errors.As(reason, &pe) {
+		reason = pe.Err
+	}
+	return fmt.Sprintf("it belongs to uid %d, group %d, and running as uid %d sockmq cannot give the rewritten file that owner back (chown: %v); "+
+		"whatever reads it as uid %d could lose access. Run this as root (sudo) or as uid %d. File unchanged",
+		e.UID, e.GID, e.AsUID, reason, e.UID, e.UID)
+}
+
+// Unwrap returns the chown error.
+func (e *OwnerError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrOwnerNotKept) true.
+func (e *OwnerError) Is(target error) bool { return target == ErrOwnerNotKept }

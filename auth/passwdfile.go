@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -255,15 +256,33 @@ func (pf *PasswordFile) WriteTo(w io.Writer) (int64, error) {
 }
 
 // Save writes the file to path atomically: it writes a temporary file in the
-// same directory with mode 0600, syncs it, renames it over path and syncs the
-// directory. Readers see either the old or the new file, never a mix.
+// same directory, syncs it, renames it over path and syncs the directory.
+// Readers see either the old or the new file, never a mix. A new file gets
+// mode 0600; a file that is replaced keeps its mode, owner and group, so
+// the service that reads it (mosquitto, sockmq as a service user) still
+// can. When the owner or group cannot be kept (only root may give a file
+// away), Save fails with an error wrapping [ErrOwnerNotKept] and leaves
+// the file unchanged.
 func (pf *PasswordFile) Save(path string) error {
 	var b bytes.Buffer
 	pf.WriteTo(&b)
 	return writeFileAtomic(path, b.Bytes(), 0o600)
 }
 
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+// writeFileAtomic replaces path with data through a temporary file and a
+// rename. newMode applies to a new file; an existing file's mode, owner
+// and group are given to its replacement.
+func writeFileAtomic(path string, data []byte, newMode os.FileMode) (err error) {
+	mode := newMode
+	old, err := os.Stat(path)
+	switch {
+	case err == nil:
+		mode = old.Mode().Perm()
+	case errors.Is(err, fs.ErrNotExist):
+		old = nil
+	default:
+		return fmt.Errorf("save %s: %w", path, err)
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -275,6 +294,11 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
+	if old != nil {
+		if err = keepOwner(tmp, old); err != nil {
+			return fmt.Errorf("save %s: %w", path, err)
+		}
+	}
 	if err = tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}

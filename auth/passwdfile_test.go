@@ -188,8 +188,8 @@ func TestPasswordFileSaveAtomic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode = %v, want 0600", fi.Mode().Perm())
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("rewritten file: mode = %v, want 0644 as before", fi.Mode().Perm())
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
@@ -198,6 +198,13 @@ func TestPasswordFileSaveAtomic(t *testing.T) {
 	pf2, err := LoadPasswordFile(path)
 	if err != nil || !pf2.Has("old") || !pf2.Has("new") {
 		t.Fatalf("reload: %v", err)
+	}
+	fresh := filepath.Join(dir, "fresh")
+	if err := pf.Save(fresh); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(fresh); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("new file: %v %v, want mode 0600", fi.Mode(), err)
 	}
 	if err := pf.Save(filepath.Join(dir, "missing", "passwd")); err == nil {
 		t.Error("Save into a missing directory succeeded")

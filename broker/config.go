@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -189,14 +188,6 @@ func Defaults() Config {
 // configuration key it is about.
 func (c Config) Validate() error {
 	var errs []error
-	addr := func(key, a string) {
-		if a == "" {
-			return
-		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", key, a, err))
-		}
-	}
 	file := func(key, path string) {
 		if path == "" {
 			return
@@ -206,9 +197,7 @@ func (c Config) Validate() error {
 		}
 	}
 	l := c.Listeners
-	addr("listeners.mqtt.address", l.MQTT.Address)
-	addr("listeners.mqtt_tls.address", l.MQTTTLS.Address)
-	addr("listeners.http.address", l.HTTP.Address)
+	errs = append(errs, checkListeners(l)...)
 	if l.MQTTTLS.Address != "" {
 		if l.MQTTTLS.CertFile == "" {
 			errs = append(errs, errors.New("listeners.mqtt_tls.cert_file: required when listeners.mqtt_tls.address is set"))

@@ -1,7 +1,10 @@
 // Package config reads sockmq's YAML configuration file into the
 // configuration values of each package (broker, auth, bridge, lwt), applies
 // the embedded defaults, and validates everything in one pass so that an
-// operator sees every problem at once, each naming its key.
+// operator sees every problem at once, each with its key path and line:
+// the YAML tree is first checked against the yaml tags of those types
+// (unknown keys, values of the wrong kind), then decoded and validated.
+// Relative paths in a file are resolved against the file's directory.
 //
 // Concurrency: the functions are pure; a *File is a value the caller owns.
 package config
@@ -13,6 +16,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -78,32 +84,83 @@ func (f File) AllowedOrigins() []string {
 	return append(out, f.Bridge.AllowedOrigins...)
 }
 
-// Load reads and validates the file at path.
+// Load reads the file at path over the embedded defaults, resolves the
+// relative paths of the result (data_dir, password_file, acl_file, TLS
+// files, the default ./data included) against the file's directory, and
+// validates it. Invalid files give an *Error listing every problem with
+// the file name, its line and key path.
 func Load(path string) (File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return File{}, fmt.Errorf("read config: %w", err)
 	}
-	f, err := Parse(data)
+	base, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
-		return File{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, fmt.Errorf("read config: %w", err)
+	}
+	f, err := parse(data, base)
+	var ce *Error
+	if errors.As(err, &ce) {
+		ce.File = path
+	}
+	return f, err
+}
+
+// Parse decodes YAML over the defaults and validates the result; relative
+// paths stay relative to the working directory. Invalid input gives an
+// *Error listing every problem with its line and key path: unknown keys,
+// values of the wrong kind, and everything Validate finds.
+func Parse(data []byte) (File, error) {
+	return parse(data, "")
+}
+
+// parse checks the YAML tree against the configuration types (unknown
+// keys, wrong kinds), decodes what it can over the defaults, resolves
+// relative paths against base when it is not empty, validates, and
+// reports every problem at once.
+func parse(data []byte, base string) (File, error) {
+	f := Default()
+	w := &walker{root: reflect.TypeOf(f), lines: map[string]int{}}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return File{}, newError("", []Problem{syntaxProblem(err)})
+	}
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		root := doc.Content[0]
+		w.walk(root, w.root, "")
+		// Decode whatever is right, so that the values are checked too; a
+		// value reported above keeps its default.
+		if err := root.Decode(&f); err != nil && len(w.problems) == 0 {
+			w.problems = append(w.problems, Problem{Msg: cleanYAMLError(err), Err: err})
+		}
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		w.add("", next.Line, "a second YAML document (after ---): write the whole configuration as one document")
+	}
+	if base != "" {
+		f.resolvePaths(base)
+	}
+	problems := append(w.problems, problemsOf(f.Validate(), w.lines)...)
+	if err := newError("", problems); err != nil {
+		return File{}, err
 	}
 	return f, nil
 }
 
-// Parse decodes YAML over the defaults and validates the result. Unknown
-// keys are errors.
-func Parse(data []byte) (File, error) {
-	f := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return File{}, fmt.Errorf("parse: %s", cleanYAMLError(err))
+// syntaxProblem turns a YAML syntax error into a problem with its line.
+func syntaxProblem(err error) Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok {
+			if l, aerr := strconv.Atoi(n); aerr == nil {
+				line, msg = l, after
+			}
+		}
 	}
-	if err := f.Validate(); err != nil {
-		return File{}, err
-	}
-	return f, nil
+	return Problem{Line: line, Msg: "not valid YAML: " + msg, Err: err}
 }
 
 // cleanYAMLError turns yaml.v3's messages into one line per problem.
@@ -180,7 +237,7 @@ func (f File) checkExposure() error {
 		{"listeners.http.address", f.Listeners.HTTP.Address},
 	} {
 		if l.addr != "" && !isLoopback(l.addr) {
-			return fmt.Errorf("auth: %s is %s, not loopback, and no auth.password_file is set; set auth.password_file, or auth.allow_anonymous: true to accept anonymous clients from the network", l.key, l.addr)
+			return fmt.Errorf("%s: %s is not loopback and no auth.password_file is set; set auth.password_file, or auth.allow_anonymous: true to accept anonymous clients from the network", l.key, l.addr)
 		}
 	}
 	return nil

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond Go, so that `make test` works on a
 # fresh machine: Debian's mosquitto (password-file interop), chromium (browser
-# tests), curl and procps (smoke test) when running as root with apt-get, and
+# tests), curl (smoke test) when running as root with apt-get, and
 # the interop suite's npm packages (npm ci, from the committed lock file).
 # Without root it installs nothing from Debian and says what is missing;
 # the tests that need a missing tool then say so (and fail under CI=true).
@@ -12,7 +12,6 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if [ "${#need[@]}" -gt 0 ]; then

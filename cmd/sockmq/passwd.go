@@ -29,8 +29,11 @@ const passwdUsage = `Usage:
 
 Manage a mosquitto-compatible password file. New passwords are hashed as
 $7$ (PBKDF2-SHA512, like mosquitto_passwd 2.x); the file works with both
-sockmq and mosquitto. The file is rewritten atomically with mode 0600;
-comments and blank lines are kept.
+sockmq and mosquitto. The file is replaced atomically; comments and blank
+lines are kept. A new file gets mode 0600; a rewritten file keeps its
+owner, group and mode, so a service reading it (mosquitto, a container's
+user) still can. When they cannot be kept (only root may give a file to
+another user) the command refuses and leaves the file unchanged.
 
   -c   create a new password file, overwriting any existing one
   -b   batch mode: take the password from the command line (it will be

@@ -20,53 +20,6 @@ import (
 // shutdownTimeout bounds a graceful shutdown; a second signal skips it.
 const shutdownTimeout = 15 * time.Second
 
-func configFlag(fs *flag.FlagSet) *string {
-	p := fs.String("c", "", "path to config.yaml (default: embedded defaults)")
-	fs.StringVar(p, "config", "", "same as -c")
-	return p
-}
-
-func loadConfig(path string) (config.File, error) {
-	if path == "" {
-		f := config.Default()
-		return f, f.Validate()
-	}
-	return config.Load(path)
-}
-
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: sockmq check -c config.yaml\n\nValidates the configuration and exits: 0 when valid, 1 listing every problem.\n\n")
-		fs.PrintDefaults()
-	}
-	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	if *path == "" && fs.NArg() == 1 {
-		*path = fs.Arg(0)
-	}
-	if *path == "" {
-		fs.Usage()
-		return 2
-	}
-	if _, err := config.Load(*path); err != nil {
-		fmt.Fprintf(stderr, "%s\n", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s: configuration is valid\n", *path)
-	return 0
-}
-
-func flagExit(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	return 2
-}
-
 func newLogger(l config.Logging, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(strings.ToUpper(l.Level)))
@@ -77,29 +30,36 @@ func newLogger(l config.Logging, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+const serveUsage = `Usage: sockmq serve [-c config.yaml] [--check]
+
+Runs the broker until SIGINT or SIGTERM (graceful; a second signal exits at
+once). SIGHUP reloads the password and ACL files. Without -c it runs on the
+embedded defaults; relative paths in a file are relative to its directory.
+--check checks the configuration as "sockmq check" does and exits.
+
+`
+
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: sockmq serve [-c config.yaml] [--check]\n\nRuns the broker until SIGINT or SIGTERM (graceful; a second signal exits at once).\nSIGHUP reloads the password and ACL files.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := flag.NewFlagSet("sockmq serve", flag.ContinueOnError)
 	path := configFlag(fs)
-	check := fs.Bool("check", false, "validate the configuration and exit")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+	check := fs.Bool("check", false, "check the configuration and exit, as \"sockmq check\"")
+	if code, done := parseFlags(fs, args, serveUsage, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sockmq serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return usageError(fs, serveUsage, stderr, "unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "sockmq: %s\n", err)
+		consequence := "not started"
+		if *check {
+			consequence = "sockmq serve would refuse to start"
+		}
+		reportConfigError(stderr, *path, err, consequence)
 		return 1
 	}
 	if *check {
-		fmt.Fprintln(stdout, "configuration is valid")
+		printOK(stdout, *path, cfg)
 		return 0
 	}
 	log := newLogger(cfg.Logging, stderr)
@@ -113,6 +73,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := a.Start(); err != nil {
 		log.Error("start failed", "error", err)
+		if hint := bindHint(err, cfg); hint != "" {
+			fmt.Fprintln(stderr, hint)
+		}
 		return 1
 	}
 
@@ -139,4 +102,25 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// bindHint explains an address already in use: which key holds it and what
+// to do. It returns "" for other errors.
+func bindHint(err error, cfg config.File) string {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return ""
+	}
+	key, _, _ := strings.Cut(err.Error(), ":")
+	addr := map[string]string{
+		"listeners.mqtt":     cfg.Listeners.MQTT.Address,
+		"listeners.mqtt_tls": cfg.Listeners.MQTTTLS.Address,
+		"listeners.http":     cfg.Listeners.HTTP.Address,
+	}[key]
+	if addr == "" {
+		key, addr = "a listener address", "it"
+	} else {
+		key += ".address"
+	}
+	return fmt.Sprintf("sockmq: %s %s is already in use by another process (another sockmq, or mosquitto?). "+
+		"Stop that process, or start sockmq with a configuration file that sets other addresses: sockmq -c my.yaml (config.yaml lists every key).", key, addr)
 }
