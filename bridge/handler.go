@@ -105,7 +105,7 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 		metrics: newMetrics(opts.Registerer),
 		signer:  &signer{key: key, ttl: cfg.TokenExpiry},
 		guard:   opts.LoginGuard,
-		limits:  limit.NewRecorder(opts.Registerer, log, "bridge_login_timeout", "bridge_max_failed_logins", "bridge_revoked_tokens", limitOrigins,
+		limits: limit.NewRecorder(opts.Registerer, log, "bridge_login_timeout", "bridge_max_failed_logins", "bridge_revoked_tokens", limitOrigins,
 			limitSubscribeRate, limitInvokeRate),
 		failLog: newRateLog(log),
 		tokens:  tokenHolders{m: make(map[string][]*socket)},
