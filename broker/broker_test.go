@@ -277,7 +277,7 @@ func TestOversizedPacketRefused(t *testing.T) {
 
 func TestReservedClientIDsRefused(t *testing.T) {
 	b := testutil.StartBroker(t, testutil.BrokerConfig(t), nil)
-	for _, id := range []string{"inline", broker.ReservedClientIDPrefix + "internal", "$sc-abc", "$x"} {
+	for _, id := range []string{broker.ReservedClientIDPrefix + "sockmq/internal", "$sc-abc", "$x"} {
 		_, ca, err := testutil.Connect5(t, testutil.Dial(t, b.MQTTAddr()), &paho.Connect{ClientID: id, CleanStart: true})
 		if err == nil || ca == nil || ca.ReasonCode != 0x85 {
 			t.Errorf("client id %q: err %v connack %+v, want refusal 0x85", id, err, ca)

@@ -2,47 +2,440 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
+	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/internal/limit"
 )
 
-// trackedConn remembers whether CONNECT was read, so that the end of a
-// connection that never sent one is reported as a connect timeout.
-type trackedConn struct {
-	net.Conn
-	connected atomic.Bool
+// Connection states (conn.state).
+const (
+	stNew       int32 = iota // accepted, waiting for CONNECT
+	stConnected              // CONNACK sent, session attached
+	stClosing                // ending: no new work is accepted
+)
+
+// readBufSize is the reader's buffer; larger packets are assembled in a
+// buffer sized for them.
+const readBufSize = 4096
+
+// writeTimeout bounds one write to a client: a client that stops reading
+// for that long is disconnected.
+const writeTimeout = 10 * time.Second
+
+// maxPendingAcks is how many acknowledgements a client may have waiting
+// for the store before the broker stops reading its socket (backpressure
+// at the rate the store commits).
+const maxPendingAcks = 1024
+
+// outItem is a packet waiting to be written. A non-zero gate holds it (and
+// everything queued after it) until the store has committed batch gate.
+type outItem struct {
+	b    []byte
+	gate uint64
+	ack  bool // an acknowledgement counted in pendingAcks
+}
+
+// conn is one MQTT network connection. Its reader (a goroutine per
+// connection, running serve) decodes and handles packets in order; output
+// goes through out, a FIFO drained by a writer goroutine that exists only
+// while something is queued.
+type conn struct {
+	s         *Server
+	nc        net.Conn
+	listener  string
+	remote    string
+	transport string
+	number    uint64 // connection number (presence "conn")
+
+	// Set while handling CONNECT, read-only once state is stConnected.
+	version     byte
+	clientID    string
+	identity    auth.Identity
+	keepalive   time.Duration
+	maxOut      uint32 // client's maximum packet size; 0 = none
+	recvMax     uint16 // client's receive maximum (send window)
+	sess        *session
+	takeover    bool
+	connectedAt time.Time
+
+	state    atomic.Int32
+	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
+	cause    atomic.Pointer[endCause]
+
+	// Reader-only state.
+	subRate limit.Bucket // limits.subscribe_rate
+	partial []byte       // an incomplete packet
+	need    int    // bytes the partial packet will have
+	aliases map[uint16]string
+
+	// Output.
+	wmu         sync.Mutex
+	out         []outItem
+	outBytes    int
+	queued0     int // QoS 0 publishes in out (bounded by max_queued_messages)
+	pendingAcks int // acks in out not yet written
+	writing     bool
+	waitingGate uint64 // gate a store waiter is registered for
+	closed      bool
+	closeAfter  bool // close once out is written (DISCONNECT queued)
+	ackRoom     *sync.Cond
+
+	detached chan struct{} // closed when the connection is fully cleaned up
+}
+
+// endCause is why a connection ended.
+type endCause struct {
+	err    error
+	reason string // ReasonX
+	code   byte   // MQTT 5 DISCONNECT reason sent by the server, if any
+}
+
+func newConn(s *Server, nc net.Conn, listener string) *conn {
+	c := &conn{s: s, nc: nc, listener: listener, remote: nc.RemoteAddr().String(), transport: transportOf(listener),
+		detached: make(chan struct{})}
+	c.ackRoom = sync.NewCond(&c.wmu)
+	c.subRate = s.newSubscribeBucket()
+	c.lastRead.Store(time.Now().UnixNano())
+	return c
+}
+
+// serve runs the connection until it ends, then cleans up. It is the
+// reader goroutine.
+func (c *conn) serve() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.s.log.Error("panic while handling a connection; connection closed", "remote", c.remote, "client", c.clientID,
+				"panic", r, "stack", string(debug.Stack()))
+			c.end(&endCause{err: errPanic, reason: ReasonWill})
+		}
+		c.cleanup()
+	}()
+	c.s.clock.watchConnect(c)
+	buf := make([]byte, readBufSize)
+	for {
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			c.lastRead.Store(time.Now().UnixNano())
+			c.s.metrics.bytesIn.Add(uint64(n))
+			if herr := c.feed(buf[:n]); herr != nil {
+				c.fail(herr)
+				return
+			}
+			c.flush()
+			c.waitAckRoom()
+		}
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		if c.state.Load() == stClosing {
+			return
+		}
+	}
 }
 
 // errPanic reports a connection that crashed its handler.
 var errPanic = errors.New("internal error while handling the connection")
 
-// runGuarded runs a connection's handler and turns a panic (a bug, perhaps
-// triggered by a malformed packet) into the end of that one connection
-// instead of the end of the process.
-func runGuarded(log *slog.Logger, conn net.Conn, fn func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			log.Error("panic while handling a connection; connection closed", "remote", conn.RemoteAddr().String(), "panic", r, "stack", string(debug.Stack()))
-			_ = conn.Close()
-			err = errPanic
+// feed frames and handles the packets in data. Packets may span calls:
+// an incomplete packet is kept in c.partial, sized for the whole packet
+// once its header is known (never more than limits.max_packet_size).
+func (c *conn) feed(data []byte) error {
+	if c.partial != nil {
+		if c.need < 0 {
+			// The header itself was incomplete: parse again from the
+			// bytes kept plus the new ones (rare: a header is <= 5 bytes).
+			data = append(c.partial, data...)
+			c.partial, c.need = nil, 0
+		} else {
+			k := min(c.need-len(c.partial), len(data))
+			c.partial = append(c.partial, data[:k]...)
+			data = data[k:]
+			if len(c.partial) < c.need {
+				return nil
+			}
+			pkt := c.partial
+			c.partial, c.need = nil, 0
+			if err := c.handleFrame(pkt); err != nil {
+				return err
+			}
 		}
-	}()
-	return fn()
+	}
+	for len(data) > 0 && c.state.Load() != stClosing {
+		if err := c.checkFirstByte(data[0]); err != nil {
+			return err
+		}
+		_, rem, hdr, ok, err := frameHeader(data)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			c.partial = append(make([]byte, 0, 8), data...)
+			c.need = -1
+			return nil
+		}
+		if uint64(rem) > uint64(c.s.cfg.Limits.MaxPacketSize) {
+			return errTooLarge
+		}
+		total := hdr + rem
+		if len(data) < total {
+			c.partial = append(make([]byte, 0, total), data...)
+			c.need = total
+			return nil
+		}
+		if err := c.handleFrame(data[:total]); err != nil {
+			return err
+		}
+		data = data[total:]
+	}
+	return nil
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+// checkFirstByte refuses a packet from its first byte, without waiting for
+// the rest: invalid type or flags, or anything but CONNECT first.
+func (c *conn) checkFirstByte(b byte) error {
+	var fh packets.FixedHeader
+	if err := fh.Decode(b); err != nil {
+		return err
+	}
+	if c.state.Load() == stNew && fh.Type != packets.Connect {
+		return fmt.Errorf("%w: first packet is %s, not CONNECT", errMalformed, packets.PacketNames[fh.Type])
+	}
+	return nil
 }
 
-func isClosedErr(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, mqtt.ErrConnectionClosed) || errors.Is(err, packets.CodeDisconnect) ||
-		errors.Is(err, packets.ErrServerShuttingDown) || errors.Is(err, packets.ErrSessionTakenOver)
+// fail ends the connection after a read or protocol error.
+func (c *conn) fail(err error) {
+	if c.state.Load() == stClosing {
+		c.closeNet()
+		return
+	}
+	ec := &endCause{err: err, reason: ReasonWill}
+	var code packets.Code
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, errTooLarge):
+		ec.code = packets.ErrPacketTooLarge.Code
+	case errors.As(err, &code):
+		ec.code = code.Code
+	case errors.Is(err, errMalformed):
+		ec.code = packets.ErrMalformedPacket.Code
+	}
+	if c.state.Load() == stConnected && ec.code >= 0x80 && c.version == 5 {
+		c.disconnect(ec)
+		return
+	}
+	c.end(ec)
+}
+
+// end records why the connection ends (the first cause wins) and closes it.
+func (c *conn) end(ec *endCause) {
+	c.cause.CompareAndSwap(nil, ec)
+	c.state.Store(stClosing)
+	c.closeNet()
+}
+
+// disconnect sends an MQTT 5 DISCONNECT with ec.code (after what is
+// already queued) and then closes the connection; MQTT 3 clients are just
+// closed. A writer that cannot finish within a second is cut off.
+func (c *conn) disconnect(ec *endCause) {
+	st := c.state.Load() // version is only read once CONNECT was handled
+	if !c.cause.CompareAndSwap(nil, ec) {
+		c.closeNet()
+		return
+	}
+	c.state.Store(stClosing)
+	if st != stConnected || c.version != 5 || ec.code == 0 {
+		c.closeNet()
+		return
+	}
+	b, _ := encode((&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: 5, ReasonCode: ec.code}).DisconnectEncode)
+	c.wmu.Lock()
+	c.out = append(c.out, outItem{b: b})
+	c.closeAfter = true
+	c.wmu.Unlock()
+	c.kick()
+	c.s.clock.closeLater(c, time.Second)
+}
+
+// closeNet closes the network connection (idempotent).
+func (c *conn) closeNet() {
+	c.wmu.Lock()
+	already := c.closed
+	c.closed = true
+	c.out = nil
+	c.ackRoom.Broadcast()
+	c.wmu.Unlock()
+	if !already {
+		_ = c.nc.Close()
+	}
+}
+
+// send queues b for writing after everything queued before it, held until
+// store batch gate is committed (0: no gate). Call flush (or kick) to
+// start writing; the reader flushes once per read batch.
+func (c *conn) send(b []byte, gate uint64) {
+	c.wmu.Lock()
+	if !c.closed && !c.closeAfter {
+		c.out = append(c.out, outItem{b: b, gate: gate})
+		c.outBytes += len(b)
+	}
+	c.wmu.Unlock()
+}
+
+// sendAck queues an acknowledgement (counted for backpressure).
+func (c *conn) sendAck(b []byte, gate uint64) {
+	c.wmu.Lock()
+	if !c.closed && !c.closeAfter {
+		c.out = append(c.out, outItem{b: b, gate: gate, ack: true})
+		c.outBytes += len(b)
+		c.pendingAcks++
+	}
+	c.wmu.Unlock()
+}
+
+// sendQoS0 queues a QoS 0 publish unless the client's queue of them is
+// full (limits.max_queued_messages); it reports whether it was queued.
+func (c *conn) sendQoS0(b []byte, gate uint64) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed || c.closeAfter {
+		return false
+	}
+	if c.queued0 >= int(c.s.cfg.Limits.MaxQueuedMessages) {
+		return false
+	}
+	c.out = append(c.out, outItem{b: b, gate: gate})
+	c.outBytes += len(b)
+	c.queued0++
+	return true
+}
+
+// flush starts the writer if anything is queued (called by the reader at
+// the end of a read batch, coalescing that batch's output).
+func (c *conn) flush() { c.kick() }
+
+// kick starts a writer goroutine unless one is running.
+func (c *conn) kick() {
+	c.wmu.Lock()
+	if c.writing || c.closed || len(c.out) == 0 {
+		c.wmu.Unlock()
+		return
+	}
+	c.writing = true
+	c.wmu.Unlock()
+	c.s.writers.Add(1)
+	go c.writeLoop()
+}
+
+// Committed is called by the store when a batch this connection waits for
+// is committed.
+func (c *conn) Committed() {
+	c.wmu.Lock()
+	c.waitingGate = 0
+	c.wmu.Unlock()
+	c.kick()
+}
+
+// writeLoop writes queued packets until the queue is empty or held by a
+// gate, then exits.
+func (c *conn) writeLoop() {
+	defer c.s.writers.Done()
+	var bufs net.Buffers
+	for {
+		committed := c.s.committed()
+		c.wmu.Lock()
+		if c.closed {
+			c.writing = false
+			c.wmu.Unlock()
+			return
+		}
+		n, acks, zeros, size := 0, 0, 0, 0
+		for n < len(c.out) && c.out[n].gate <= committed && size < 1<<20 {
+			it := c.out[n]
+			bufs = append(bufs, it.b)
+			size += len(it.b)
+			if it.ack {
+				acks++
+			} else if isQoS0Publish(it.b) {
+				zeros++
+			}
+			n++
+		}
+		if n == 0 {
+			var gate uint64
+			if len(c.out) > 0 {
+				gate = c.out[0].gate
+			}
+			c.writing = false
+			register := gate != 0 && c.waitingGate != gate
+			if register {
+				c.waitingGate = gate
+			}
+			closeNow := len(c.out) == 0 && c.closeAfter
+			c.wmu.Unlock()
+			if register && !c.s.store.Wait(gate, c) {
+				c.Committed()
+			}
+			if closeNow {
+				c.closeNet()
+			}
+			return
+		}
+		c.out = c.out[n:]
+		if len(c.out) == 0 {
+			c.out = nil
+		}
+		c.outBytes -= size
+		c.queued0 -= zeros
+		c.wmu.Unlock()
+
+		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := bufs.WriteTo(c.nc)
+		clear(bufs)
+		bufs = bufs[:0]
+		c.s.metrics.bytesOut.Add(uint64(size))
+		if acks > 0 {
+			c.wmu.Lock()
+			c.pendingAcks -= acks
+			c.ackRoom.Broadcast()
+			c.wmu.Unlock()
+		}
+		if err != nil {
+			c.end(&endCause{err: err, reason: ReasonWill})
+			c.wmu.Lock()
+			c.writing = false
+			c.wmu.Unlock()
+			return
+		}
+	}
+}
+
+func isQoS0Publish(b []byte) bool {
+	return len(b) > 0 && b[0]>>4 == packets.Publish && (b[0]>>1)&3 == 0
+}
+
+// waitAckRoom blocks the reader while too many acknowledgements wait for
+// the store: the client is then read at the rate its messages are stored.
+func (c *conn) waitAckRoom() {
+	c.wmu.Lock()
+	for c.pendingAcks >= maxPendingAcks && !c.closed {
+		c.ackRoom.Wait()
+	}
+	c.wmu.Unlock()
+}
+
+// log returns a logger with the connection's attributes.
+func (c *conn) log() *slog.Logger {
+	return c.s.log.With("client", c.clientID, "remote", c.remote)
 }

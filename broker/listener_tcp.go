@@ -4,130 +4,58 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"sync"
 	"time"
-
-	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
-// tcpListener accepts MQTT connections over TCP (optionally TLS). Unlike
-// mochi's listener it gives every new connection a read deadline, so a
-// connection that never sends CONNECT is closed after the connect timeout;
-// mochi replaces the deadline with the keepalive once CONNECT is read.
+// tcpListener accepts MQTT connections over TCP, optionally TLS.
 type tcpListener struct {
-	id             string
-	address        string
-	tlsConfig      *tls.Config
-	connectTimeout time.Duration
-	onEnd          func(remote string, err error, connected bool)
-	closeClients   func(listenerID string)
-	gate           *connGate
-	onBusy         func() // a refused client was sent CONNACK "server busy"
-
-	mu       sync.Mutex
-	ln       net.Listener
-	log      *slog.Logger
-	closed   bool
-	handoffs handoffs
+	s    *Server
+	id   string
+	ln   net.Listener
+	once sync.Once
+	done chan struct{}
 }
 
-var _ listeners.Listener = (*tcpListener)(nil)
-
-func newTCPListener(id, address string, tlsConfig *tls.Config, connectTimeout time.Duration, gate *connGate, onBusy func(), onEnd func(string, error, bool), closeClients func(string)) *tcpListener {
-	return &tcpListener{id: id, address: address, tlsConfig: tlsConfig, connectTimeout: connectTimeout, gate: gate, onBusy: onBusy, onEnd: onEnd, closeClients: closeClients}
-}
-
-// Init binds the address. Connections are admitted by the connection
-// gate before TLS, so that a refused client costs no more than its
-// answer.
-func (l *tcpListener) Init(log *slog.Logger) error {
-	ln, err := net.Listen("tcp", l.address)
+func listenTCP(s *Server, id, address string, tc *tls.Config) (*tcpListener, error) {
+	ln, err := net.Listen("tcp", address)
 	if err != nil {
-		return fmt.Errorf("listen %s (%s): %w", l.id, l.address, err)
+		return nil, fmt.Errorf("listen %s: %w", address, err)
 	}
-	if l.gate != nil {
-		ln = l.gate.listener(ln, false, answerMQTTBusy(l.tlsConfig, l.onBusy))
+	// The connection gate comes before TLS, so that a refused client costs
+	// no more than its handshake answered with "server busy".
+	ln = s.gate.listener(ln, false, answerMQTTBusy(tc, s.refusedBusy))
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
-	if l.tlsConfig != nil {
-		ln = tls.NewListener(ln, l.tlsConfig)
-	}
-	l.mu.Lock()
-	l.ln, l.log = ln, log
-	l.mu.Unlock()
-	return nil
+	return &tcpListener{s: s, id: id, ln: ln, done: make(chan struct{})}, nil
 }
 
-// ID returns the listener id.
-func (l *tcpListener) ID() string { return l.id }
+func (l *tcpListener) addr() string { return l.ln.Addr().String() }
 
-// Address returns the bound address (useful with port 0).
-func (l *tcpListener) Address() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ln != nil {
-		return l.ln.Addr().String()
-	}
-	return l.address
-}
-
-// Protocol returns "tcp" or "tls".
-func (l *tcpListener) Protocol() string {
-	if l.tlsConfig != nil {
-		return "tls"
-	}
-	return "tcp"
-}
-
-// Serve accepts connections until Close.
-func (l *tcpListener) Serve(establish listeners.EstablishFn) {
+// serve accepts connections until close.
+func (l *tcpListener) serve() {
+	defer close(l.done)
 	backoff := 5 * time.Millisecond
 	for {
-		conn, err := l.ln.Accept()
+		nc, err := l.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Temporary failures (e.g. EMFILE) back off instead of spinning.
-			l.log.Warn("accept failed", "error", err)
+			l.s.log.Warn("accept failed", "listener", l.id, "error", err)
 			time.Sleep(backoff)
 			backoff = min(backoff*2, time.Second)
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if l.connectTimeout > 0 {
-			_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
-		}
-		tc := &trackedConn{Conn: conn}
-		if !l.handoffs.begin(tc) {
-			_ = conn.Close() // shutting down
-			continue
-		}
-		go func() {
-			defer l.handoffs.end(tc)
-			err := runGuarded(l.log, conn, func() error { return establish(l.id, tc) })
-			l.onEnd(conn.RemoteAddr().String(), err, tc.connected.Load())
-		}()
+		go l.s.serveConn(nc, l.id)
 	}
 }
 
-// Close stops accepting and closes this listener's clients. It uses the
-// broker's own closeClients, not mochi's (see Server.closeClientsOf).
-func (l *tcpListener) Close(listeners.CloseFn) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	l.closed = true
-	ln := l.ln
-	l.mu.Unlock()
-	if ln != nil {
-		_ = ln.Close()
-	}
-	if l.closeClients != nil {
-		l.closeClients(l.id)
-	}
-	l.handoffs.closeAll()
+// close stops accepting (established connections are ended by Shutdown).
+func (l *tcpListener) close() {
+	l.once.Do(func() { _ = l.ln.Close() })
 }

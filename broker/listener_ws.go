@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
 // wsWriteTimeout bounds a single WebSocket write, so a client that stops
@@ -19,68 +17,34 @@ import (
 const wsWriteTimeout = 10 * time.Second
 
 // wsListener serves MQTT over WebSocket as an http.Handler mounted on the
-// shared HTTP listener. It is registered with mochi as a listener so that
-// Server.Close disconnects its clients like any other.
+// shared HTTP listener.
 type wsListener struct {
-	id             string
-	path           string
-	connectTimeout time.Duration
-	maxPacket      int64
-	onEnd          func(remote string, err error, connected bool)
-	closeClients   func(listenerID string)
-	upgrader       websocket.Upgrader
-
-	mu        sync.Mutex
-	establish listeners.EstablishFn
-	closed    bool
-	log       *slog.Logger
-	handoffs  handoffs
+	s        *Server
+	id       string
+	upgrader websocket.Upgrader
+	closed   atomic.Bool
 }
 
-var _ listeners.Listener = (*wsListener)(nil)
-
-func newWSListener(id, path string, connectTimeout time.Duration, maxPacket uint32, checkOrigin func(*http.Request) bool, onEnd func(string, error, bool), closeClients func(string)) *wsListener {
+func newWSListener(s *Server, id string) *wsListener {
 	return &wsListener{
-		id: id, path: path, connectTimeout: connectTimeout, maxPacket: int64(maxPacket), onEnd: onEnd, closeClients: closeClients,
+		s: s, id: id,
 		upgrader: websocket.Upgrader{
 			Subprotocols:    []string{"mqtt"},
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
 			// A page may open a WebSocket to any address; only the origins
 			// the operator allows get through (listeners.http.allowed_origins).
-			CheckOrigin: checkOrigin,
+			CheckOrigin: s.checkOrigin,
 		},
 	}
 }
 
-func (l *wsListener) Init(log *slog.Logger) error { l.log = log; return nil }
-func (l *wsListener) ID() string                  { return l.id }
-func (l *wsListener) Address() string             { return l.path }
-func (l *wsListener) Protocol() string            { return "ws" }
-
-func (l *wsListener) Serve(establish listeners.EstablishFn) {
-	l.mu.Lock()
-	l.establish = establish
-	l.mu.Unlock()
-}
-
-// Close closes this listener's clients, with the broker's own
-// closeClients (see Server.closeClientsOf).
-func (l *wsListener) Close(listeners.CloseFn) {
-	l.mu.Lock()
-	l.closed = true
-	l.mu.Unlock()
-	l.closeClients(l.id)
-	l.handoffs.closeAll()
-}
+func (l *wsListener) close() { l.closed.Store(true) }
 
 // ServeHTTP upgrades the request and runs the MQTT session on it. A client
 // must offer the "mqtt" subprotocol (MQTT 5.0 section 6.0); others get 400.
 func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	l.mu.Lock()
-	establish, closed := l.establish, l.closed
-	l.mu.Unlock()
-	if establish == nil || closed {
+	if l.closed.Load() || !l.s.running.Load() {
 		http.Error(w, "broker not accepting connections", http.StatusServiceUnavailable)
 		return
 	}
@@ -92,24 +56,14 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader already answered with an HTTP error
 	}
-	if l.maxPacket > 0 {
+	if max := l.s.cfg.Limits.MaxPacketSize; max > 0 {
 		// A frame may carry several packets, but never more than a few max
-		// size packets' worth; this bounds memory before mochi sees bytes.
-		c.SetReadLimit(l.maxPacket + 16)
+		// size packets' worth; this bounds memory before MQTT framing.
+		c.SetReadLimit(int64(max) + 16)
 	}
 	conn := &wsConn{Conn: c.UnderlyingConn(), ws: c}
-	if l.connectTimeout > 0 {
-		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
-	}
-	tc := &trackedConn{Conn: conn}
-	if !l.handoffs.begin(tc) {
-		conn.closeWith(websocket.CloseGoingAway) // shutting down
-		return
-	}
-	defer l.handoffs.end(tc)
-	err = runGuarded(l.log, conn, func() error { return establish(l.id, tc) })
+	l.s.serveConn(conn, l.id)
 	conn.closeWith(websocket.CloseNormalClosure)
-	l.onEnd(conn.RemoteAddr().String(), err, tc.connected.Load())
 }
 
 func offersMQTT(r *http.Request) bool {
@@ -121,8 +75,9 @@ func offersMQTT(r *http.Request) bool {
 	return false
 }
 
-// wsConn adapts a WebSocket connection to the byte stream mochi reads and
-// writes. Reads span binary frames; each Write is one binary frame.
+// wsConn adapts a WebSocket connection to the byte stream MQTT is read
+// from and written to. Reads span binary frames; each Write is one binary
+// frame.
 type wsConn struct {
 	net.Conn // the raw connection: addresses and read deadlines
 	ws       *websocket.Conn
@@ -180,8 +135,13 @@ func (c *wsConn) Write(p []byte) (int, error) {
 // frame, because gorilla resets the write deadline on every write.
 func (c *wsConn) SetDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
 
+// SetReadDeadline sets the WebSocket read deadline.
 func (c *wsConn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
 
+// SetWriteDeadline is a no-op: each frame gets its own deadline.
+func (c *wsConn) SetWriteDeadline(time.Time) error { return nil }
+
+// Close sends a normal close frame (best effort) and closes the connection.
 func (c *wsConn) Close() error {
 	c.closeWith(websocket.CloseNormalClosure)
 	return nil

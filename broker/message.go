@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
-	"unicode/utf8"
+	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/sockmq/sockmq/internal/store"
+	"github.com/sockmq/sockmq/internal/topic"
 )
 
 // Message is an MQTT application message as seen by in-process publishers
@@ -38,146 +39,157 @@ type Message struct {
 
 // Errors returned by Publish and Subscribe.
 var (
-	ErrInvalidTopic  = errors.New("invalid topic")
-	ErrInvalidFilter = errors.New("invalid topic filter")
+	ErrInvalidTopic  = topic.ErrInvalidName
+	ErrInvalidFilter = topic.ErrInvalidFilter
 	ErrNotRunning    = errors.New("broker is not running")
 )
 
-// ValidateTopic checks that t can be published to: non-empty, valid UTF-8,
-// no NUL, no wildcard characters, at most 65535 bytes.
-func ValidateTopic(t string) error {
-	switch {
-	case t == "":
-		return fmt.Errorf("%w: empty", ErrInvalidTopic)
-	case len(t) > 65535:
-		return fmt.Errorf("%w: longer than 65535 bytes", ErrInvalidTopic)
-	case !utf8.ValidString(t):
-		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidTopic)
-	case strings.IndexByte(t, 0) >= 0:
-		return fmt.Errorf("%w: contains NUL", ErrInvalidTopic)
-	case strings.ContainsAny(t, "+#"):
-		return fmt.Errorf("%w: %q contains a wildcard (+ or #)", ErrInvalidTopic, t)
-	}
-	return nil
-}
+// ValidateTopic checks that t can be published to (see topic.ValidName).
+func ValidateTopic(t string) error { return topic.ValidName(t) }
 
 // ValidateFilter checks that f is a valid MQTT topic filter.
-func ValidateFilter(f string) error {
-	if f == "" || len(f) > 65535 || !utf8.ValidString(f) || strings.IndexByte(f, 0) >= 0 || !mqtt.IsValidFilter(f, false) {
-		return fmt.Errorf("%w: %q", ErrInvalidFilter, f)
-	}
-	// mochi accepts "a/#b" style misuse in some versions; check levels.
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return fmt.Errorf("%w: %q: # must be a whole last level", ErrInvalidFilter, f)
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return fmt.Errorf("%w: %q: + must be a whole level", ErrInvalidFilter, f)
-		}
-	}
-	return nil
+func ValidateFilter(f string) error { return topic.ValidFilter(f) }
+
+// IsReservedTopic reports whether topic lies in a namespace only the broker
+// may publish to ($SYS, $presence, $sockmq).
+func IsReservedTopic(t string) bool { return topic.BrokerOnly(t) }
+
+// ReservedClientIDPrefix starts the client ids MQTT clients may not use:
+// they are kept for the broker and for bridge sessions.
+const ReservedClientIDPrefix = topic.ReservedClientIDPrefix
+
+// IsReservedClientID reports whether id may not be used by an MQTT client.
+func IsReservedClientID(id string) bool { return topic.ReservedClientID(id) }
+
+// msg is an application message inside the engine. It is immutable once
+// routed and shared by every queue and retained slot holding it; the body
+// is stored once (ref).
+type msg struct {
+	topic   string
+	payload []byte
+	origin  string // publisher's client id ("" for the broker itself)
+	props   *msgProps
+	created int64 // unix milliseconds
+	expiry  int64 // unix seconds; 0 = never
+	qos     byte  // as published
+	retain  bool  // as published
+	ref     store.BodyRef
 }
 
-// Publish injects m into the broker as the broker's internal client: it is
-// retained if asked, and delivered to MQTT and in-process subscribers before
-// Publish returns. Callers are trusted: no ACL is applied here, so callers
-// that act for a user (the bridge) check permissions first.
-func (s *Server) Publish(m Message) error {
-	if err := ValidateTopic(m.Topic); err != nil {
+// msgProps are the MQTT 5 properties a message carries to subscribers.
+type msgProps struct {
+	contentType      string
+	responseTopic    string
+	correlation      []byte
+	user             []packets.UserProperty
+	payloadFormat    byte
+	hasPayloadFormat bool
+}
+
+// internalOrigin is the origin of messages the broker publishes itself.
+const internalOrigin = "$sockmq"
+
+func (m *msg) message() Message {
+	out := Message{Topic: m.topic, Payload: m.payload, QoS: m.qos, Retain: m.retain, Origin: m.origin}
+	if p := m.props; p != nil {
+		out.ContentType, out.PayloadFormat, out.HasPayloadFormat = p.contentType, p.payloadFormat, p.hasPayloadFormat
+	}
+	return out
+}
+
+// expired reports whether m has expired at now (unix seconds).
+func (m *msg) expired(now int64) bool { return m.expiry != 0 && now >= m.expiry }
+
+// record converts m for the store.
+func (m *msg) record() *store.Message {
+	r := &store.Message{Topic: m.topic, Payload: m.payload, QoS: m.qos, Retain: m.retain, Created: m.created, Expiry: m.expiry, Origin: m.origin}
+	if p := m.props; p != nil {
+		r.ContentType, r.ResponseTopic, r.CorrelationData = p.contentType, p.responseTopic, p.correlation
+		r.PayloadFormat, r.HasPayloadFormat = p.payloadFormat, p.hasPayloadFormat
+		for _, u := range p.user {
+			r.User = append(r.User, store.UserProperty{Key: u.Key, Value: u.Val})
+		}
+	}
+	return r
+}
+
+// msgFromRecord rebuilds a message loaded from the store.
+func msgFromRecord(r *store.Message, refs int32) *msg {
+	m := &msg{topic: r.Topic, payload: r.Payload, origin: r.Origin, created: r.Created, expiry: r.Expiry, qos: r.QoS, retain: r.Retain,
+		ref: store.RestoredRef(r.ID, refs)}
+	if r.ContentType != "" || r.ResponseTopic != "" || len(r.CorrelationData) > 0 || r.HasPayloadFormat || len(r.User) > 0 {
+		p := &msgProps{contentType: r.ContentType, responseTopic: r.ResponseTopic, correlation: r.CorrelationData,
+			payloadFormat: r.PayloadFormat, hasPayloadFormat: r.HasPayloadFormat}
+		for _, u := range r.User {
+			p.user = append(p.user, packets.UserProperty{Key: u.Key, Val: u.Value})
+		}
+		m.props = p
+	}
+	return m
+}
+
+// newMsg copies what it keeps from a decoded PUBLISH (whose fields alias
+// the read buffer). One allocation holds topic and payload.
+func newMsg(t string, pk *packets.Packet, origin string, now time.Time, maxExpiry time.Duration) *msg {
+	buf := make([]byte, len(t)+len(pk.Payload))
+	copy(buf, t)
+	copy(buf[len(t):], pk.Payload)
+	m := &msg{
+		topic:   unsafeString(buf[:len(t)]),
+		payload: buf[len(t):],
+		origin:  origin,
+		created: now.UnixMilli(),
+		qos:     pk.FixedHeader.Qos,
+		retain:  pk.FixedHeader.Retain,
+	}
+	p := &pk.Properties
+	if p.ContentType != "" || p.ResponseTopic != "" || len(p.CorrelationData) > 0 || p.PayloadFormatFlag || len(p.User) > 0 {
+		mp := &msgProps{
+			contentType: strings.Clone(p.ContentType), responseTopic: strings.Clone(p.ResponseTopic),
+			payloadFormat: p.PayloadFormat, hasPayloadFormat: p.PayloadFormatFlag,
+		}
+		if len(p.CorrelationData) > 0 {
+			mp.correlation = append([]byte(nil), p.CorrelationData...)
+		}
+		for _, u := range p.User {
+			mp.user = append(mp.user, packets.UserProperty{Key: strings.Clone(u.Key), Val: strings.Clone(u.Val)})
+		}
+		m.props = mp
+	}
+	m.expiry = expiryOf(now, p.MessageExpiryInterval, maxExpiry)
+	return m
+}
+
+// expiryOf combines an MQTT 5 message expiry interval (seconds, 0 = none)
+// with limits.max_message_expiry into an absolute unix second (0 = never).
+func expiryOf(now time.Time, interval uint32, maxExpiry time.Duration) int64 {
+	d := time.Duration(interval) * time.Second
+	if maxExpiry > 0 && (d == 0 || maxExpiry < d) {
+		d = maxExpiry
+	}
+	if d == 0 {
+		return 0
+	}
+	return now.Add(d).Unix()
+}
+
+// fromMessage builds an engine message for Server.Publish.
+func fromMessage(m Message, origin string, now time.Time, maxExpiry time.Duration) *msg {
+	out := &msg{topic: m.Topic, payload: m.Payload, origin: origin, created: now.UnixMilli(), qos: m.QoS, retain: m.Retain}
+	if m.ContentType != "" || m.HasPayloadFormat {
+		out.props = &msgProps{contentType: m.ContentType, payloadFormat: m.PayloadFormat, hasPayloadFormat: m.HasPayloadFormat}
+	}
+	out.expiry = expiryOf(now, 0, maxExpiry)
+	return out
+}
+
+// checkPublish validates an in-process publish.
+func checkPublish(m Message) error {
+	if err := topic.ValidName(m.Topic); err != nil {
 		return err
 	}
 	if m.QoS > 2 {
 		return fmt.Errorf("publish %s: qos %d out of range", m.Topic, m.QoS)
 	}
-	if !s.running.Load() {
-		return ErrNotRunning
-	}
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS, Retain: m.Retain},
-		TopicName:   m.Topic,
-		Payload:     m.Payload,
-		PacketID:    uint16(m.QoS), // inline publishes are not acknowledged; mochi only needs a non-zero id for QoS>0
-		Properties: packets.Properties{
-			ContentType:       m.ContentType,
-			PayloadFormat:     m.PayloadFormat,
-			PayloadFormatFlag: m.HasPayloadFormat,
-		},
-	}
-	if err := s.mq.InjectPacket(s.internal, pk); err != nil {
-		return fmt.Errorf("publish %s: %w", m.Topic, err)
-	}
 	return nil
 }
-
-func messageFromPacket(pk packets.Packet) Message {
-	return Message{
-		Topic:            pk.TopicName,
-		Payload:          pk.Payload,
-		QoS:              pk.FixedHeader.Qos,
-		Retain:           pk.FixedHeader.Retain,
-		ContentType:      pk.Properties.ContentType,
-		PayloadFormat:    pk.Properties.PayloadFormat,
-		HasPayloadFormat: pk.Properties.PayloadFormatFlag,
-		Origin:           pk.Origin,
-	}
-}
-
-// Subscribe registers fn for messages on topics matching filter and returns
-// a function that removes the subscription. fn runs on the publisher's
-// goroutine and must not block. Retained messages are not replayed to fn;
-// use Retained for that. Topics starting with $ are only delivered to
-// filters that name the $ level explicitly, as MQTT requires.
-func (s *Server) Subscribe(filter string, fn func(Message)) (cancel func(), err error) {
-	if err := ValidateFilter(filter); err != nil {
-		return nil, err
-	}
-	if fn == nil {
-		return nil, errors.New("subscribe: nil handler")
-	}
-	var ready atomic.Bool
-	wildFirst := filter[0] == '+' || filter[0] == '#'
-	handler := func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		if !ready.Load() {
-			return // not registered yet, or cancelled
-		}
-		if wildFirst && strings.HasPrefix(pk.TopicName, "$") {
-			return // [MQTT-4.7.2-1]; mochi does not apply it to inline subscriptions
-		}
-		fn(messageFromPacket(pk))
-	}
-	filters := []string{filter}
-	// mochi's inline subscriptions miss the parent level of "a/#": subscribe
-	// to "a" as well so that "a/#" matches "a" as MQTT requires.
-	if strings.HasSuffix(filter, "/#") {
-		filters = append(filters, filter[:len(filter)-2])
-	}
-	ids := make([]int, len(filters))
-	for i, f := range filters {
-		ids[i] = int(s.subIDs.Add(1))
-		// Straight into the topic index: mochi's Server.Subscribe would
-		// first copy every retained message the filter matches for a
-		// replay that is not wanted here (~280ms for "#" with 20,000
-		// retained messages), and its hooks do nothing for the inline
-		// client.
-		s.mq.Topics.InlineSubscribe(mqtt.InlineSubscription{
-			Subscription: packets.Subscription{Filter: f, Identifier: ids[i]},
-			Handler:      handler,
-		})
-	}
-	ready.Store(true)
-	var once atomicOnce
-	return func() {
-		if once.do() {
-			ready.Store(false)
-			for i, f := range filters {
-				_ = s.mq.Unsubscribe(f, ids[i])
-			}
-		}
-	}, nil
-}
-
-// atomicOnce is a tiny lock-free once for cancel functions.
-type atomicOnce struct{ done atomic.Bool }
-
-func (o *atomicOnce) do() bool { return o.done.CompareAndSwap(false, true) }

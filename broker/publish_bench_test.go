@@ -154,8 +154,7 @@ func BenchmarkDeliverTCP(b *testing.B) {
 // includes waiting for every write to be committed (and fsynced when
 // sync=true). A session holds at most limits.max_inflight (8192) messages,
 // so every 8000 messages the session is discarded (outside the timer) and a
-// fresh one takes its place: this keeps mochi's once-a-second scan of every
-// queue (see expiry_bench_test.go) from dominating the measurement.
+// fresh one takes its place.
 func BenchmarkStoreQueueOffline(b *testing.B) {
 	for _, sync := range []bool{true, false} {
 		b.Run("sync="+strconv.FormatBool(sync), func(b *testing.B) {
@@ -164,7 +163,7 @@ func BenchmarkStoreQueueOffline(b *testing.B) {
 			sessions := 0
 			id, topic := "", ""
 			waitOffline := func() {
-				for cl, ok := s.mq.Clients.Get(id); ok && !cl.Closed(); cl, ok = s.mq.Clients.Get(id) {
+				for s.Connected(id) {
 					time.Sleep(time.Millisecond)
 				}
 			}
@@ -176,7 +175,7 @@ func BenchmarkStoreQueueOffline(b *testing.B) {
 					}
 					rc.disconnect()
 					waitOffline()
-					s.store.flush()
+					s.store.Sync()
 				}
 				id = "offline" + strconv.Itoa(sessions)
 				topic = "bench/offline/" + strconv.Itoa(sessions)
@@ -190,18 +189,18 @@ func BenchmarkStoreQueueOffline(b *testing.B) {
 				}
 				rc.disconnect()
 				waitOffline()
-				s.store.flush()
+				s.store.Sync()
 			}
 			newSession()
 			m := Message{Topic: topic, Payload: make([]byte, 64), QoS: 1}
-			dropped := s.mq.Info.InflightDropped
+			dropped := s.metrics.inflightDropped.Load()
 			b.SetBytes(64)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
 				if i > 0 && i%perSession == 0 {
 					b.StopTimer()
-					s.store.flush()
+					s.store.Sync()
 					newSession()
 					m.Topic = topic
 					b.StartTimer()
@@ -211,9 +210,9 @@ func BenchmarkStoreQueueOffline(b *testing.B) {
 				}
 				i++
 			}
-			s.store.flush()
+			s.store.Sync()
 			b.StopTimer()
-			if d := s.mq.Info.InflightDropped - dropped; d != 0 {
+			if d := s.metrics.inflightDropped.Load() - dropped; d != 0 {
 				b.Fatalf("%d messages dropped instead of queued", d)
 			}
 		})

@@ -1,290 +1,226 @@
 package broker
 
 import (
-	"errors"
 	"strings"
 	"sync"
-	_ "unsafe" // go:linkname
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/internal/topic"
 )
 
-// retainedIndex is a tree of the topics that hold a retained message, by
-// level. mochi keeps the messages themselves, but its lookup copies every
-// message a filter matches before anything is checked: a SUBSCRIBE to "#"
-// by a user who may read none of 20,000 retained messages cost ~280ms of
-// CPU (mochi copied each 800-byte packet twice, then the ACL refused it).
-// A walk over this index descends only into the subtrees the subscriber's
-// ACL lets it read (auth.ReadScope), and only the messages it will deliver
-// are copied out of mochi, so the cost follows what the subscriber may
-// read.
-//
-// The index follows mochi's retained store through the OnRetainMessage and
-// OnRetainedExpired hooks and the expirer, and is seeded from it at Start.
-// An entry whose message is gone is harmless: the lookup finds nothing.
-type retainedIndex struct {
+// retainedStore holds the retained message of every topic in a tree with
+// one level per node, so that a subscription's filter visits only the
+// matching part of the tree.
+type retainedStore struct {
 	mu   sync.RWMutex
-	root retainedNode
+	root rnode
+	n    int
 }
 
-type retainedNode struct {
-	path     string // the topic name up to and including this level
-	children map[string]*retainedNode
-	held     bool // a retained message exists at path
+type rnode struct {
+	parent *rnode
+	level  string
+	kids   map[string]*rnode
+	m      *msg
 }
 
-// sync makes the index agree with mochi about topic: held reports whether
-// mochi holds a retained message there now. It is asked under the index
-// lock, so when two changes of one topic race, the hook that runs last
-// reads mochi's final state and the index ends up right.
-func (x *retainedIndex) sync(topic string, held func(topic string) bool) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if held(topic) {
-		x.add(topic)
-	} else {
-		x.remove(topic)
+// update makes m the retained message of topic t (nil removes it) and
+// calls persist with the message it replaced, under the store's lock, so
+// that concurrent updates of a topic reach the disk in the order they
+// took effect.
+func (r *retainedStore) update(t string, m *msg, persist func(old *msg)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.set(t, m)
+	if persist != nil {
+		persist(old)
 	}
 }
 
-// add records that topic holds a retained message. The caller holds x.mu.
-func (x *retainedIndex) add(topic string) {
-	n := &x.root
-	for i := 0; ; {
-		j := strings.IndexByte(topic[i:], '/')
-		end := len(topic)
-		if j >= 0 {
-			end = i + j
-		}
-		key := topic[i:end]
-		c := n.children[key]
+// replaceIf removes the retained message of t if it is still m (expiry);
+// persist runs under the lock when it was removed.
+func (r *retainedStore) replaceIf(t string, m *msg, persist func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.getLocked(t) != m {
+		return false
+	}
+	r.set(t, nil)
+	if persist != nil {
+		persist()
+	}
+	return true
+}
+
+// set makes m the retained message of its topic (nil removes it) and
+// returns the message it replaced. The caller holds r.mu.
+func (r *retainedStore) set(t string, m *msg) (old *msg) {
+	n := &r.root
+	for rest := t; ; {
+		l, next, more := topic.NextLevel(rest)
+		c := n.kids[l]
 		if c == nil {
-			if n.children == nil {
-				n.children = make(map[string]*retainedNode)
+			if m == nil {
+				return nil
 			}
-			c = &retainedNode{path: topic[:end]}
-			n.children[key] = c
+			if n.kids == nil {
+				n.kids = make(map[string]*rnode, 1)
+			}
+			c = &rnode{parent: n, level: l}
+			n.kids[l] = c
 		}
 		n = c
-		if j < 0 {
-			break
-		}
-		i = end + 1
-	}
-	n.held = true
-}
-
-// remove records that topic holds no retained message and drops the nodes
-// that lead nowhere any more. The caller holds x.mu.
-func (x *retainedIndex) remove(topic string) {
-	chain := []*retainedNode{&x.root}
-	var keys []string
-	n := &x.root
-	for rest := topic; ; {
-		key, next, more := strings.Cut(rest, "/")
-		if n = n.children[key]; n == nil {
-			return
-		}
-		chain, keys = append(chain, n), append(keys, key)
 		if !more {
 			break
 		}
 		rest = next
 	}
-	n.held = false
-	for i := len(chain) - 1; i > 0; i-- {
-		if c := chain[i]; c.held || len(c.children) > 0 {
+	old, n.m = n.m, m
+	switch {
+	case old == nil && m != nil:
+		r.n++
+	case old != nil && m == nil:
+		r.n--
+		for n.parent != nil && n.m == nil && len(n.kids) == 0 {
+			p := n.parent
+			delete(p.kids, n.level)
+			if len(p.kids) == 0 {
+				p.kids = nil
+			}
+			n = p
+		}
+	}
+	return old
+}
+
+// get returns the retained message of topic t.
+func (r *retainedStore) get(t string) *msg {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.getLocked(t)
+}
+
+func (r *retainedStore) getLocked(t string) *msg {
+	n := &r.root
+	for rest := t; ; {
+		l, next, more := topic.NextLevel(rest)
+		n = n.kids[l]
+		if n == nil {
+			return nil
+		}
+		if !more {
+			return n.m
+		}
+		rest = next
+	}
+}
+
+func (r *retainedStore) count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.n
+}
+
+// match calls visit for every retained message whose topic matches filter
+// (not shared) and that scope may read (nil: everything), until visit
+// returns false. Subtrees scope cannot read are not entered, so the cost
+// follows what the reader may read, not what is retained; check reports
+// whether the message lies where the scope allows only some topics (check
+// each with the Authorizer). visit runs under the store's read lock and
+// must not block.
+func (r *retainedStore) match(filter string, scope *auth.ReadScope, visit func(m *msg, check bool) bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	w := rwalk{scope: scope, visit: visit, path: make([]byte, 0, 128)}
+	d := auth.SubAllow
+	if scope != nil {
+		d = auth.SubPartial
+	}
+	w.match(&r.root, filter, d, true)
+}
+
+// rwalk is one retained lookup.
+type rwalk struct {
+	scope *auth.ReadScope
+	visit func(*msg, bool) bool
+	path  []byte // topic of the node being visited
+	done  bool
+}
+
+func (w *rwalk) emit(m *msg, d auth.SubDecision) {
+	if m != nil && !w.done && !w.visit(m, d == auth.SubPartial) {
+		w.done = true
+	}
+}
+
+// enter decides c (reached from a node at path length n) against the
+// scope; it returns the decision, SubDeny meaning "skip".
+func (w *rwalk) enter(c *rnode, n int, d auth.SubDecision) auth.SubDecision {
+	w.path = w.path[:n]
+	if n > 0 {
+		w.path = append(w.path, '/')
+	}
+	w.path = append(w.path, c.level...)
+	if d == auth.SubPartial {
+		d = w.scope.Under(unsafeString(w.path))
+	}
+	return d
+}
+
+func (w *rwalk) match(n *rnode, f string, d auth.SubDecision, root bool) {
+	l, next, more := topic.NextLevel(f)
+	base := len(w.path)
+	visitChild := func(c *rnode) {
+		cd := w.enter(c, base, d)
+		if cd == auth.SubDeny || w.done {
 			return
 		}
-		delete(chain[i-1].children, keys[i-1])
-	}
-}
-
-// topics returns the topics holding a retained message that match the
-// topic filter f and that scope may read (nil: all), in no particular
-// order. Subtrees scope cannot read are not visited. Topics in a subtree
-// scope only partly covers are returned: check each with the Authorizer.
-func (x *retainedIndex) topics(f string, scope *auth.ReadScope) []string {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	w := walk{scope: scope}
-	start := auth.SubPartial
-	if scope == nil {
-		start = auth.SubAllow
-	}
-	w.match(&x.root, f, start, true)
-	return w.out
-}
-
-type walk struct {
-	scope *auth.ReadScope
-	out   []string
-}
-
-// match visits the children of n that the remaining filter f matches; d is
-// what the scope decided for n.
-func (w *walk) match(n *retainedNode, f string, d auth.SubDecision, root bool) {
-	level, rest, more := strings.Cut(f, "/")
-	switch level {
-	case "#":
-		if !root && n.held {
-			w.out = append(w.out, n.path) // "a/#" matches "a"
+		if !more {
+			w.emit(c.m, cd)
+			return
 		}
+		if next == "#" {
+			w.emit(c.m, cd) // "a/#" matches "a"
+		}
+		w.match(c, next, cd, false)
+	}
+	switch l {
+	case "#":
 		w.all(n, d, root)
 	case "+":
-		for _, c := range n.children {
-			if !(root && strings.HasPrefix(c.path, "$")) { // [MQTT-4.7.2-1]
-				w.child(c, rest, more, d)
+		for lv, c := range n.kids {
+			if root && strings.HasPrefix(lv, "$") {
+				continue // [MQTT-4.7.2-1]
 			}
-		}
-	default:
-		if c := n.children[level]; c != nil {
-			w.child(c, rest, more, d)
-		}
-	}
-}
-
-// child visits c, which matches the current filter level.
-func (w *walk) child(c *retainedNode, rest string, more bool, d auth.SubDecision) {
-	if d == auth.SubPartial {
-		if d = w.scope.Under(c.path); d == auth.SubDeny {
-			return
-		}
-	}
-	if !more {
-		if c.held {
-			w.out = append(w.out, c.path)
-		}
-		return
-	}
-	w.match(c, rest, d, false)
-}
-
-// all visits every node below n.
-func (w *walk) all(n *retainedNode, d auth.SubDecision, root bool) {
-	for _, c := range n.children {
-		if root && strings.HasPrefix(c.path, "$") {
-			continue // [MQTT-4.7.2-1]
-		}
-		cd := d
-		if cd == auth.SubPartial {
-			if cd = w.scope.Under(c.path); cd == auth.SubDeny {
-				continue
-			}
-		}
-		if c.held {
-			w.out = append(w.out, c.path)
-		}
-		w.all(c, cd, false)
-	}
-}
-
-// sysFilter reports whether filter names $SYS topics, which mochi retains
-// without calling any hook, so they are not in the index.
-func sysFilter(filter string) bool {
-	return filter == "$SYS" || strings.HasPrefix(filter, "$SYS/")
-}
-
-// retainedChanged brings the index up to date with mochi about topic.
-func (s *Server) retainedChanged(topic string) {
-	if !sysFilter(topic) {
-		s.retained.sync(topic, s.holdsRetained)
-	}
-}
-
-func (s *Server) holdsRetained(topic string) bool {
-	_, ok := s.mq.Topics.Retained.Get(topic)
-	return ok
-}
-
-// seedRetained indexes the retained messages mochi restored from the store.
-func (s *Server) seedRetained() {
-	for topic := range s.mq.Topics.Retained.GetAll() {
-		s.retainedChanged(topic)
-	}
-}
-
-// eachRetained calls fn with each retained message matching filter that id
-// may read (every one when id is nil or no Authorizer is set), until fn
-// returns false. Messages are copied out of mochi one at a time, so a
-// caller that stops early (a full client queue) does not pay for the rest.
-func (s *Server) eachRetained(filter string, id *auth.Identity, fn func(pk packets.Packet) bool) {
-	check := id != nil && s.auth != nil
-	if sysFilter(filter) {
-		for _, pk := range s.mq.Topics.Messages(filter) { // a few dozen $SYS topics
-			if (!check || s.auth.Allowed(*id, pk.TopicName, auth.Read)) && !fn(pk) {
+			visitChild(c)
+			if w.done {
 				return
 			}
 		}
-		return
+	default:
+		if c := n.kids[l]; c != nil {
+			visitChild(c)
+		}
 	}
-	var scope *auth.ReadScope
-	if check {
-		scope = s.auth.ReadScope(*id)
-	}
-	for _, topic := range s.retained.topics(filter, scope) {
-		if check && !s.auth.Allowed(*id, topic, auth.Read) {
+	w.path = w.path[:base]
+}
+
+// all visits every message below n (for '#').
+func (w *rwalk) all(n *rnode, d auth.SubDecision, root bool) {
+	base := len(w.path)
+	for lv, c := range n.kids {
+		if root && strings.HasPrefix(lv, "$") {
+			continue // [MQTT-4.7.2-1]
+		}
+		cd := w.enter(c, base, d)
+		if cd == auth.SubDeny {
 			continue
 		}
-		if pk, ok := s.mq.Topics.Retained.Get(topic); ok && !fn(pk) {
-			return
+		w.emit(c.m, cd)
+		w.all(c, cd, false)
+		if w.done {
+			break
 		}
 	}
-}
-
-// Retained returns the retained messages whose topics match filter.
-func (s *Server) Retained(filter string) []Message {
-	return s.collectRetained(filter, nil)
-}
-
-// RetainedFor returns the retained messages whose topics match filter and
-// that id may read. Its cost follows what id may read, not the number of
-// retained messages: subtrees of the topic tree id's ACL cannot read are
-// skipped whole.
-func (s *Server) RetainedFor(id auth.Identity, filter string) []Message {
-	return s.collectRetained(filter, &id)
-}
-
-func (s *Server) collectRetained(filter string, id *auth.Identity) []Message {
-	var out []Message
-	s.eachRetained(filter, id, func(pk packets.Packet) bool {
-		out = append(out, messageFromPacket(pk))
-		return true
-	})
-	return out
-}
-
-// mochiPublishToClient is mochi's own delivery of one message to one
-// client: it applies the read ACL (OnACLCheck), no-local, retain-as-
-// published, subscription identifiers, QoS downgrade, topic aliases, the
-// inflight window and the client's send quota, and queues the packet
-// without blocking. mochi exports no way to deliver to one client, and
-// sockmq replays retained messages on SUBSCRIBE itself (see
-// replayRetained).
-//
-//go:linkname mochiPublishToClient github.com/mochi-mqtt/server/v2.(*Server).publishToClient
-func mochiPublishToClient(s *mqtt.Server, cl *mqtt.Client, sub packets.Subscription, pk packets.Packet) (packets.Packet, error)
-
-// replayRetained sends cl the retained messages matching its new
-// subscription sub, as MQTT requires after a SUBSCRIBE [MQTT-3.8.4-4],
-// honouring the retain handling option [MQTT-3.3.1-9..11]. existed says
-// whether the subscription existed before. mochi's own replay is turned
-// off for MQTT clients (see OnSubscribe).
-func (s *Server) replayRetained(cl *mqtt.Client, sub packets.Subscription, existed bool) {
-	if mqtt.IsSharedFilter(sub.Filter) || sub.RetainHandling == 2 || (sub.RetainHandling == 1 && existed) {
-		return // shared subscriptions get no retained messages (MQTT 5 4.8.2)
-	}
-	sub.FwdRetainedFlag = true
-	if sub.Identifier > 0 {
-		sub.Identifiers = map[string]int{sub.Filter: sub.Identifier} // [MQTT-3.3.4-3]
-	}
-	id := identityOf(cl)
-	s.eachRetained(sub.Filter, &id, func(pk packets.Packet) bool {
-		_, err := mochiPublishToClient(s.mq, cl, sub, pk)
-		// A full queue or a closed connection drops the rest anyway.
-		return !errors.Is(err, packets.ErrPendingClientWritesExceeded) && !errors.Is(err, packets.CodeDisconnect)
-	})
+	w.path = w.path[:base]
 }

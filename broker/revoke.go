@@ -1,12 +1,10 @@
 package broker
 
 import (
-	"sync/atomic"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/internal/store"
 )
 
 // Revoker is the optional part of an Authorizer that supports revocation
@@ -29,59 +27,53 @@ func (s *Server) registerRevocation() {
 	r.OnReload(func() { s.revoke(r) })
 }
 
-// revoke applies freshly reloaded rules to existing sessions: clients of
-// deleted users (and anonymous clients once anonymous access is off) are
-// disconnected with "not authorized" and their persistent sessions are
-// discarded; subscriptions that may no longer read anything are removed.
-// Deliveries on subscriptions that stay are read-checked per message, so a
-// narrowed permission takes effect at once.
+// revoke applies freshly reloaded rules to existing sessions: sessions of
+// deleted users (and anonymous ones once anonymous access is off) are
+// closed (DISCONNECT 0x87) and discarded; subscriptions that may no longer
+// read anything are removed, and the others get their per-message check
+// re-decided. Deliveries are read-checked per message where the ACL allows
+// a filter only in part, so a narrowed permission takes effect at once.
 func (s *Server) revoke(r Revoker) {
-	for _, cl := range s.mq.Clients.GetAll() {
-		if cl.Net.Inline {
-			continue
-		}
-		id := identityOf(cl)
+	for _, sess := range s.sessions.all() {
+		id := identity(sess.owner, sess.id)
 		if (id.Anonymous && !r.AnonymousAllowed()) || (!id.Anonymous && !r.UserExists(id.Username)) {
-			s.log.Info("revoked: user no longer allowed; session closed", "client", cl.ID, "user", id.Username)
-			s.discardSession(cl)
+			s.log.Info("revoked: user no longer allowed; session closed", "client", sess.id, "user", id.Username)
+			sess.mu.Lock()
+			c := sess.conn
+			sess.will = nil
+			sess.mu.Unlock()
+			if c != nil {
+				c.disconnect(&endCause{err: packets.ErrNotAuthorized, reason: ReasonKicked, code: packets.ErrNotAuthorized.Code})
+				<-c.detached
+			}
+			s.endSession(sess)
 			continue
 		}
-		var gone []packets.Subscription
-		for filter, sub := range cl.State.Subscriptions.GetAll() {
-			if s.auth.Subscription(id, filter) == auth.SubDeny {
+		sess.mu.Lock()
+		var gone []*subscription
+		for f, sub := range sess.subs {
+			switch s.auth.Subscription(id, sub.inner) {
+			case auth.SubDeny:
 				gone = append(gone, sub)
+				delete(sess.subs, f)
+			case auth.SubPartial:
+				sub.partial.Store(true)
+			default:
+				sub.partial.Store(false)
 			}
 		}
-		if len(gone) > 0 {
-			s.removeSubscriptions(cl, gone)
+		sess.nsubs.Store(int32(len(sess.subs)))
+		persistent := sess.persistent
+		sess.mu.Unlock()
+		for _, sub := range gone {
+			if s.subs.remove(sub) {
+				s.metrics.subscriptions.Add(-1)
+			}
+			if persistent {
+				filter := sub.filter
+				s.store.Write(func(w *store.Writer) { w.DeleteSubscription(sess.id, filter) })
+			}
+			s.log.Info("revoked: subscription no longer permitted", "client", sess.id, "user", id.Username, "filter", sub.filter)
 		}
-	}
-}
-
-// discardSession disconnects cl (if connected) and forgets its session.
-func (s *Server) discardSession(cl *mqtt.Client) {
-	if !cl.Closed() {
-		_ = s.mq.DisconnectClient(cl, packets.ErrNotAuthorized)
-	}
-	s.mq.UnsubscribeClient(cl)
-	cl.ClearInflights()
-	s.mq.Clients.Delete(cl.ID)
-	if s.store != nil {
-		s.store.deleteClient(cl.ID)
-	}
-}
-
-func (s *Server) removeSubscriptions(cl *mqtt.Client, subs []packets.Subscription) {
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe}}
-	for _, sub := range subs {
-		if s.mq.Topics.Unsubscribe(sub.Filter, cl.ID) {
-			atomic.AddInt64(&s.mq.Info.Subscriptions, -1)
-		}
-		cl.State.Subscriptions.Delete(sub.Filter)
-		pk.Filters = append(pk.Filters, sub)
-		s.log.Info("revoked: subscription no longer permitted", "client", cl.ID, "user", usernameOf(cl), "filter", sub.Filter)
-	}
-	if s.store != nil {
-		s.store.OnUnsubscribed(cl, pk)
 	}
 }

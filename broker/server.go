@@ -6,79 +6,74 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/internal/origin"
+	"github.com/sockmq/sockmq/internal/store"
 )
 
-// Listener ids as mochi sees them (also the `listener` log key).
+// Listener ids (also the `listener` log key).
 const (
 	listenerMQTT    = "mqtt"
 	listenerMQTTTLS = "mqtt-tls"
 	listenerWS      = "mqtt-ws"
 )
 
-// internalClientID is the client id of the broker's own publisher. It starts
-// with the reserved prefix, so no network client can take it over.
-const internalClientID = ReservedClientIDPrefix + "internal"
-
 // Server is sockmq's MQTT broker.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	mq   *mqtt.Server
-	auth Authorizer
+	cfg     Config
+	log     *slog.Logger
+	auth    Authorizer
+	store   *store.Store // nil when persistence is off
+	metrics *metrics
+	limits  *limit.Recorder
+	authLog *limit.Recorder // rate-limits the log line of failed logins
+	origins *origin.Policy
+	gate    *connGate
 
-	internal *mqtt.Client
-	subIDs   atomic.Int64
-	store    *storeHook
-	metrics  *metrics
-	limits   *limit.Recorder
-	origins  *origin.Policy
-	gate     *connGate
-
-	mux      *http.ServeMux
-	httpSrv  *http.Server
-	httpLn   net.Listener
-	ws       *wsListener
-	tcp, tls *tcpListener
-
-	sessions  sessionTracker
-	takeovers clientSet
-	wills     pendingWills
-
-	pidSwaps   packetIDSwaps
-	subs       subState
-	retained   retainedIndex
-	authLog    *limit.Recorder // rate-limits the log line of failed logins
 	loginGuard atomic.Pointer[limit.LoginGuard]
-	claims     idClaims
-	quit       chan struct{} // closed when Shutdown starts
-	willGuard  willGuard
-	policy     *policyHook
-	expiry     *expirer
-	expiryDone chan struct{}
+
+	sessions sessionTable
+	subs     subIndex
+	retained retainedStore
+	clock    *clock
+
+	mux     *http.ServeMux
+	httpSrv *http.Server
+	httpLn  net.Listener
+	ws      *wsListener
+	tcp     *tcpListener
+	tls     *tcpListener
+
+	listenersMu sync.Mutex
+	listeners   []func(SessionEvent)
+	conns       connSet
+	nextConn    atomic.Uint64
+	connWG      sync.WaitGroup // reader goroutines
+	writers     sync.WaitGroup // writer goroutines
+	inprocIDs   atomic.Uint64
 
 	running      atomic.Bool
 	shutdownOnce sync.Once
-	shutdownErr  error
 	stopped      chan struct{}
+	restored     *store.Snapshot
+	// restoredExpiry lists restored queued messages that expire, for Start.
+	restoredExpiry []queuedExpiry
 }
 
-// New builds a broker from cfg. It opens the store but binds nothing; call
-// Start to listen. auth may be nil, which allows every client everything
-// (the loopback-only default of sockmq without a password file). reg may be
-// nil, in which case metrics go to a private registry served on /metrics.
+// New builds a broker from cfg. It opens (and, if needed, migrates) the
+// store and restores retained messages and persistent sessions, but binds
+// nothing; call Start to listen. auth may be nil, which allows every
+// client everything (sockmq's loopback-only default without a password
+// file). reg may be nil, in which case metrics go to a private registry
+// served on /metrics.
 func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
@@ -90,41 +85,15 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	caps := mqtt.NewDefaultServerCapabilities()
-	// limits.max_connections is enforced at accept, for every listener
-	// (see connGate); mochi's own count of MQTT clients is not needed.
-	caps.MaximumClients = math.MaxInt64
-	caps.MaximumPacketSize = cfg.Limits.MaxPacketSize
-	caps.MaximumClientWritesPending = cfg.Limits.MaxQueuedMessages
-	caps.MaximumInflight = cfg.Limits.MaxInflight
-	caps.MaximumMessageExpiryInterval = int64(cfg.Limits.MaxMessageExpiry / time.Second)
-	// mochi copies a PUBLISH's properties into its PUBACK/PUBREC and then
-	// writes the granted QoS (0x01) as reason code, which is not a valid
-	// PUBACK reason: MQTT.js rejects the ack and the publish never completes.
-	// Acks without inherited properties encode as plain success.
-	caps.Compatibilities.NoInheritedPropertiesOnAck = true
-	if cfg.Limits.MaxSessionExpiry > 0 {
-		caps.MaximumSessionExpiryInterval = uint32(cfg.Limits.MaxSessionExpiry / time.Second)
-	}
-
-	mq := mqtt.New(&mqtt.Options{
-		Capabilities:           caps,
-		Logger:                 slog.New(quietHandler{log.With("component", "mqtt").Handler()}),
-		SysTopicResendInterval: 10,
-		InlineClient:           true, // Server.Subscribe (the bridge's fan-out) needs it
-	})
 	s := &Server{
-		cfg: cfg, log: log, mq: mq, auth: auth,
-		mux:        http.NewServeMux(),
-		stopped:    make(chan struct{}),
-		quit:       make(chan struct{}),
-		expiry:     &expirer{maxExpiry: int64(cfg.Limits.MaxMessageExpiry / time.Second)},
-		expiryDone: make(chan struct{}),
+		cfg: cfg, log: log, auth: auth,
+		mux:     http.NewServeMux(),
+		stopped: make(chan struct{}),
 	}
-	s.internal = mq.NewClient(nil, mqtt.LocalListener, internalClientID, true)
-	s.internal.Properties.ProtocolVersion = 5
-	s.metrics = newMetrics(reg, mq)
-	s.limits = limit.NewRecorder(reg, log.With("component", "mqtt"), limitOrigins,
+	s.sessions.m = make(map[string]*session)
+	s.clock = newClock(s)
+	s.metrics = newMetrics(reg, s)
+	s.limits = limit.NewRecorder(reg, log.With("component", "mqtt"), limitOrigins, limitMaxQueued, limitMaxInflight,
 		limitMaxSubscriptions, limitMaxSubscriptionsTotal, limitSubscribeRate, limitLoginDelay, limitClientIDOwner)
 	s.authLog = limit.NewRecorder(nil, log.With("component", "mqtt"))
 	s.loginGuard.Store(limit.NewLoginGuard(limit.LoginGuardConfig{}))
@@ -141,21 +110,21 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 		return nil, fmt.Errorf("listeners.http.allowed_origins: %w", err) // Validate has caught it already
 	}
 	s.origins = origins
-
-	s.policy = &policyHook{s: s}
-	if err := mq.AddHook(s.policy, nil); err != nil {
-		return nil, fmt.Errorf("add policy hook: %w", err)
-	}
 	if cfg.Persistence.Enabled {
-		st, err := openStore(cfg.Persistence.DataDir, cfg.Persistence.Sync, log.With("component", "store"))
+		st, err := store.Open(store.Options{
+			Dir: cfg.Persistence.DataDir, Sync: cfg.Persistence.Sync, Log: log.With("component", "store"),
+			OnCommit: s.metrics.observeCommit,
+		})
 		if err != nil {
 			return nil, err
 		}
 		s.store = st
-		if err := mq.AddHook(st, nil); err != nil {
-			_ = st.Stop()
-			return nil, fmt.Errorf("add store hook: %w", err)
+		snap, err := st.Load()
+		if err != nil {
+			_ = st.Close()
+			return nil, err
 		}
+		s.restore(snap)
 	}
 	s.registerRevocation()
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
@@ -167,10 +136,6 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 // it). Call it before Start.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// MQTT returns the underlying mochi server for packages in this module that
-// need hooks (lwt, presence). Do not call Close on it; use Shutdown.
-func (s *Server) MQTT() *mqtt.Server { return s.mq }
-
 // Logger returns the broker's logger.
 func (s *Server) Logger() *slog.Logger { return s.log }
 
@@ -180,7 +145,22 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = fmt.Fprintf(w, `{"status":"ok","clients":%d}`+"\n", atomic.LoadInt64(&s.mq.Info.ClientsConnected))
+	if s.store != nil {
+		if ok, why := s.store.Healthy(); !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":"store failing","error":%q,"clients":%d}`+"\n", why, s.metrics.clients.Load())
+			return
+		}
+	}
+	_, _ = fmt.Fprintf(w, `{"status":"ok","clients":%d}`+"\n", s.metrics.clients.Load())
+}
+
+// committed is the store's committed batch (everything, without a store).
+func (s *Server) committed() uint64 {
+	if s.store == nil {
+		return ^uint64(0)
+	}
+	return s.store.Committed()
 }
 
 func loadTLS(certFile, keyFile string) (*tls.Config, error) {
@@ -201,8 +181,7 @@ func (s *Server) Start() (err error) {
 		}
 	}()
 	if l.MQTT.Address != "" {
-		s.tcp = newTCPListener(listenerMQTT, l.MQTT.Address, nil, s.cfg.Limits.ConnectTimeout, s.gate, s.refusedBusy, s.connectionEnded, s.closeClientsOf)
-		if err := s.mq.AddListener(s.tcp); err != nil {
+		if s.tcp, err = listenTCP(s, listenerMQTT, l.MQTT.Address, nil); err != nil {
 			return fmt.Errorf("listeners.mqtt: %w", err)
 		}
 	}
@@ -211,16 +190,12 @@ func (s *Server) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("listeners.mqtt_tls: %w", err)
 		}
-		s.tls = newTCPListener(listenerMQTTTLS, l.MQTTTLS.Address, tc, s.cfg.Limits.ConnectTimeout, s.gate, s.refusedBusy, s.connectionEnded, s.closeClientsOf)
-		if err := s.mq.AddListener(s.tls); err != nil {
+		if s.tls, err = listenTCP(s, listenerMQTTTLS, l.MQTTTLS.Address, tc); err != nil {
 			return fmt.Errorf("listeners.mqtt_tls: %w", err)
 		}
 	}
 	if l.HTTP.Address != "" {
-		s.ws = newWSListener(listenerWS, l.HTTP.MQTTPath, s.cfg.Limits.ConnectTimeout, s.cfg.Limits.MaxPacketSize, s.checkOrigin, s.connectionEnded, s.closeClientsOf)
-		if err := s.mq.AddListener(s.ws); err != nil {
-			return fmt.Errorf("listeners.http: %w", err)
-		}
+		s.ws = newWSListener(s, listenerWS)
 		s.mux.Handle(l.HTTP.MQTTPath, s.ws)
 		var tc *tls.Config
 		if l.HTTP.CertFile != "" {
@@ -245,20 +220,17 @@ func (s *Server) Start() (err error) {
 			ReadTimeout:       l.HTTP.ReadTimeout,
 			IdleTimeout:       l.HTTP.IdleTimeout,
 			ConnState:         s.gate.httpConnState,
-			ErrorLog:          slog.NewLogLogger(quietHandler{s.log.With("component", "http").Handler()}, slog.LevelDebug),
+			ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelDebug),
 		}
 	}
-	if err := s.mq.Serve(); err != nil {
-		return fmt.Errorf("start mqtt: %w", err)
-	}
 	s.running.Store(true)
-	s.seedRetained()
-	s.resumeWills()
-	if err := stopMochiExpiryScans(s.mq); err != nil {
-		s.log.Warn("keeping mochi's own expiry scans", "error", err)
-	} else {
-		s.seedExpiry()
-		go s.runExpiry(s.expiryDone)
+	s.clock.start()
+	s.resumeRestored()
+	s.clock.startSys(time.Now())
+	for _, tl := range []*tcpListener{s.tcp, s.tls} {
+		if tl != nil {
+			go tl.serve()
+		}
 	}
 	if s.httpSrv != nil {
 		go func() {
@@ -271,17 +243,13 @@ func (s *Server) Start() (err error) {
 	return nil
 }
 
-// refusedBusy counts a connection refused at accept with CONNACK "server
-// busy" among the refused connections.
-func (s *Server) refusedBusy() { s.metrics.refused("server_busy") }
-
 func (s *Server) closeListeners() {
 	if s.httpLn != nil {
 		_ = s.httpLn.Close()
 	}
 	for _, l := range []*tcpListener{s.tcp, s.tls} {
 		if l != nil {
-			l.Close(func(string) {})
+			l.close()
 		}
 	}
 }
@@ -291,7 +259,7 @@ func (s *Server) MQTTAddr() string {
 	if s.tcp == nil {
 		return ""
 	}
-	return s.tcp.Address()
+	return s.tcp.addr()
 }
 
 // TLSAddr is the bound address of the MQTT TLS listener, or "".
@@ -299,7 +267,7 @@ func (s *Server) TLSAddr() string {
 	if s.tls == nil {
 		return ""
 	}
-	return s.tls.Address()
+	return s.tls.addr()
 }
 
 // HTTPAddr is the bound address of the HTTP listener, or "".
@@ -310,48 +278,112 @@ func (s *Server) HTTPAddr() string {
 	return s.httpLn.Addr().String()
 }
 
-// Shutdown stops accepting connections, disconnects every client with the
-// MQTT 5 "server shutting down" reason, flushes and closes the store. It
-// returns ctx.Err() if that takes longer than ctx allows (the work goes on
-// in the background). Safe to call more than once.
+// Shutdown stops accepting connections, disconnects every client (MQTT 5
+// clients get DISCONNECT 0x8B "server shutting down"), lets their wills and
+// session events run, stops the timers and commits and closes the store.
+// It returns ctx.Err() if that takes longer than ctx allows (the work goes
+// on in the background). Safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.running.Store(false)
-		close(s.quit)
-		s.wills.stopAll()
-		close(s.expiryDone)
 		go func() {
 			defer close(s.stopped)
+			s.closeListeners()
 			if s.httpSrv != nil {
 				hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				_ = s.httpSrv.Shutdown(hctx)
 				cancel()
 			}
-			// Close disconnects clients (0x8B), waits for their goroutines,
-			// then stops hooks: the store flushes and closes last.
-			_ = s.mq.Close()
+			if s.ws != nil {
+				s.ws.close()
+			}
+			for _, c := range s.conns.all() {
+				c.disconnect(&endCause{err: errShutdown, reason: ReasonShutdown, code: 0x8B})
+			}
 			s.gate.closeRefusals()
+			s.connWG.Wait()
+			s.writers.Wait()
+			s.clock.close()
+			if s.store != nil {
+				if err := s.store.Close(); err != nil {
+					s.log.Error("closing the store", "error", err)
+				}
+			}
 			s.log.Info("sockmq broker stopped")
 		}()
 	})
 	select {
 	case <-s.stopped:
-		return s.shutdownErr
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// closeClientsOf disconnects every live client of a listener with MQTT 5
-// reason 0x8B (server shutting down). It replaces mochi's
-// closeListenerClients, whose Clients.GetByListener takes the clients'
-// read lock twice: with a client disconnecting at the same moment (waiting
-// for the write lock in between) it deadlocks, and shutdown hangs forever.
-// Clients.GetAll takes the lock once.
-func (s *Server) closeClientsOf(listenerID string) {
-	for _, cl := range s.mq.Clients.GetAll() {
-		if cl.Net.Listener == listenerID && !cl.Closed() {
-			_ = s.mq.DisconnectClient(cl, packets.ErrServerShuttingDown)
-		}
+// refusedBusy counts a connection refused at accept with CONNACK "server
+// busy" (a connection limit).
+func (s *Server) refusedBusy() { s.metrics.refused("server_busy") }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+var (
+	errShutdown       = errors.New("server shutting down")
+	errConnectTimeout = errors.New("no CONNECT within limits.connect_timeout")
+	errKeepalive      = errors.New("keepalive expired")
+)
+
+// connSet tracks live connections (for shutdown).
+type connSet struct {
+	mu     sync.Mutex
+	m      map[*conn]struct{}
+	closed bool
+}
+
+func (cs *connSet) add(c *conn) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		return false
 	}
+	if cs.m == nil {
+		cs.m = make(map[*conn]struct{})
+	}
+	cs.m[c] = struct{}{}
+	return true
+}
+
+func (cs *connSet) remove(c *conn) {
+	cs.mu.Lock()
+	delete(cs.m, c)
+	cs.mu.Unlock()
+}
+
+// all returns the live connections and refuses new ones from then on.
+func (cs *connSet) all() []*conn {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.closed = true
+	out := make([]*conn, 0, len(cs.m))
+	for c := range cs.m {
+		out = append(out, c)
+	}
+	return out
+}
+
+// serveConn runs a new network connection; it returns when the connection
+// has ended and been cleaned up.
+func (s *Server) serveConn(nc net.Conn, listener string) {
+	c := newConn(s, nc, listener)
+	c.number = s.nextConn.Add(1)
+	s.connWG.Add(1)
+	defer s.connWG.Done()
+	if !s.conns.add(c) {
+		_ = nc.Close()
+		return
+	}
+	defer s.conns.remove(c)
+	c.serve()
 }

@@ -1,213 +1,170 @@
 package broker
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Reasons a session ended, as reported in SessionEvent.Reason.
-const (
-	ReasonClean    = "clean"    // the client sent DISCONNECT (its will is discarded)
-	ReasonWill     = "will"     // the connection ended without a clean DISCONNECT: network drop, protocol error, DISCONNECT with 0x04; the will (if any) is published
-	ReasonTimeout  = "timeout"  // keepalive expired; the will (if any) is published
-	ReasonTakeover = "takeover" // a new connection with the same client id replaced this one
-	ReasonKicked   = "kicked"   // the broker closed it: permissions revoked
-	ReasonShutdown = "shutdown" // the broker is shutting down
-)
-
-// Transport names in SessionEvent.Transport.
-const (
-	TransportTCP       = "tcp"
-	TransportTLS       = "tls"
-	TransportWebSocket = "websocket"
-)
-
-// SessionEvent reports an MQTT connection that established a session or
-// ended.
-type SessionEvent struct {
-	// Connected is true when the session started, false when it ended.
-	Connected bool
-	// ClientID is the MQTT client id (assigned by the broker if the client
-	// sent none).
-	ClientID string
-	// Username is the CONNECT user name, empty for anonymous clients.
-	Username string
-	// Remote is the client's address.
-	Remote string
-	// Transport is tcp, tls or websocket.
-	Transport string
-	// ProtocolVersion is 3, 4 (3.1.1) or 5.
-	ProtocolVersion byte
-	// Conn identifies this connection; a takeover gives the same client id
-	// a new Conn. Zero on a disconnect event means "whatever connection the
-	// client id has": a takeover failed half-way and both are gone.
-	Conn uint64
-	// ConnectedAt is when the session was established.
-	ConnectedAt time.Time
-	// At is when the event happened.
-	At time.Time
-	// Takeover is set on a connect event when the client id was connected
-	// elsewhere and that connection is being replaced.
-	Takeover bool
-	// Reason says why a session ended (see the Reason constants).
-	Reason string
+// subscription is one of a session's subscriptions (also the entry in the
+// subscription index).
+type subscription struct {
+	sess         *session      // nil for an in-process subscription
+	fn           func(Message) // in-process handler
+	filter       string        // as subscribed (with $share/<group>/ for shared ones)
+	inner        string        // the filter without the share prefix
+	group        string        // share name; "" when not shared
+	qos          byte
+	noLocal, rap bool
+	rh           byte
+	id           uint32
+	// partial: the ACL allows only some topics under the filter, so every
+	// delivery is checked (re-decided on reload, hence atomic).
+	partial atomic.Bool
 }
 
-// sessionTracker assigns connection ids and turns mochi's connect and
-// disconnect hooks into SessionEvents.
-type sessionTracker struct {
-	next      atomic.Uint64
-	mu        sync.Mutex
-	conns     map[*mqtt.Client]*SessionEvent
-	listeners []func(SessionEvent)
+// outEntry is a QoS 1/2 message queued for, or in flight to, a session.
+type outEntry struct {
+	m      *msg
+	seq    uint64
+	gate   uint64 // store batch holding the entry's record (QoS 2 sends wait for it)
+	subIDs []uint32
+	pid    uint16
+	qos    byte
+	state  byte // store.OutQueued, OutSent, OutReleased
+	retain bool
+	wire   bool // sent on the current connection (counts in the send window)
+	// sentStored: the store record already says the entry was sent.
+	sentStored bool
+	done       bool // acknowledged or dropped; removed lazily from the queue
 }
 
-// OnSession registers fn to receive every MQTT session event. Call it
-// before Start. fn runs on the client's goroutine, in order for that client
-// (connect before disconnect), after the will of an ending session was
-// published; it must not block for long.
-func (s *Server) OnSession(fn func(SessionEvent)) {
-	s.sessions.mu.Lock()
-	s.sessions.listeners = append(s.sessions.listeners, fn)
-	s.sessions.mu.Unlock()
+// session is MQTT session state. It outlives connections when its expiry
+// is non-zero. All fields are guarded by mu unless noted.
+type session struct {
+	id    string
+	owner string // the user name that owns the session; "" = anonymous
+
+	online atomic.Bool // conn != nil, readable without mu
+
+	mu         sync.Mutex
+	conn       *conn // nil while offline
+	version    byte
+	expiry     uint32 // seconds; store.NeverExpires = never
+	persistent bool   // stored (expiry > 0 and persistence on)
+	subs       map[string]*subscription
+	nsubs      atomic.Int32 // len(subs), readable without mu (fan-out dedup)
+
+	queue    []*outEntry // delivery order; done entries are skipped
+	head     int         // first entry that is not done
+	unsent   int         // index of the first entry never sent on this connection
+	inflight int         // entries sent and not completed (send window)
+	byPID    map[uint16]*outEntry
+	nextPID  uint16
+	nextSeq  uint64
+	count    int // entries not done
+
+	in2 map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
+
+	will           *pendingWill
+	disconnectedAt time.Time
+	gone           bool // removed from the session table
+	timerGen       uint64
 }
 
-func transportOf(listener string) string {
-	switch listener {
-	case listenerMQTTTLS:
-		return TransportTLS
-	case listenerWS:
-		return TransportWebSocket
-	default:
-		return TransportTCP
+// pendingWill is a session's will.
+type pendingWill struct {
+	m              *msg
+	delay          uint32 // will delay, seconds
+	expiryInterval uint32 // MQTT 5 message expiry of the will, seconds (0 = none), counted from publication
+}
+
+func (s *session) queued() int { return s.count }
+
+// allocPID returns a packet id not used by any queued entry.
+func (s *session) allocPID() (uint16, bool) {
+	if s.count >= 65535 {
+		return 0, false
 	}
-}
-
-func (t *sessionTracker) emit(ev SessionEvent) {
-	t.mu.Lock()
-	ls := t.listeners
-	t.mu.Unlock()
-	for _, fn := range ls {
-		fn(ev)
-	}
-}
-
-// established records a new session; takeover says whether it replaces a
-// live connection.
-func (t *sessionTracker) established(cl *mqtt.Client, takeover bool) {
-	now := time.Now()
-	ev := &SessionEvent{
-		Connected: true, ClientID: cl.ID, Username: string(cl.Properties.Username), Remote: cl.Net.Remote,
-		Transport: transportOf(cl.Net.Listener), ProtocolVersion: cl.Properties.ProtocolVersion,
-		Conn: t.next.Add(1), ConnectedAt: now, At: now, Takeover: takeover,
-	}
-	t.mu.Lock()
-	if t.conns == nil {
-		t.conns = make(map[*mqtt.Client]*SessionEvent)
-	}
-	t.conns[cl] = ev
-	t.mu.Unlock()
-	t.emit(*ev)
-}
-
-// ended reports the end of cl's session, if it had one.
-func (t *sessionTracker) ended(cl *mqtt.Client) {
-	t.mu.Lock()
-	ev, ok := t.conns[cl]
-	delete(t.conns, cl)
-	t.mu.Unlock()
-	if !ok {
-		return // never established (refused), or restored from the store
-	}
-	out := *ev
-	out.Connected, out.Takeover, out.At = false, false, time.Now()
-	out.Reason = endReason(cl)
-	t.emit(out)
-}
-
-func endReason(cl *mqtt.Client) string {
-	cause := cl.StopCause()
-	var code packets.Code
-	switch {
-	case cl.IsTakenOver() || errors.Is(cause, packets.ErrSessionTakenOver):
-		return ReasonTakeover
-	case cause == nil || errors.Is(cause, packets.CodeDisconnect):
-		return ReasonClean
-	case errors.Is(cause, packets.ErrServerShuttingDown):
-		return ReasonShutdown
-	case errors.Is(cause, packets.ErrNotAuthorized):
-		return ReasonKicked
-	case isTimeout(cause):
-		return ReasonTimeout
-	case errors.As(cause, &code) && code == packets.ErrKeepAliveTimeout:
-		return ReasonTimeout
-	default:
-		return ReasonWill
-	}
-}
-
-// OnSessionEstablished reports the new session.
-func (h *policyHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	if cl.Net.Inline {
-		return
-	}
-	h.s.releaseClientID(cl) // mochi has registered the session
-	// Every established session reaches OnDisconnect, which forgets it.
-	h.s.willGuard.remember(cl)
-	h.s.sessions.established(cl, h.s.takeovers.LoadAndDelete(cl))
-}
-
-// OnDisconnect reports the end of a session.
-func (h *policyHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
-	if cl.Net.Inline {
-		return
-	}
-	h.s.pidSwaps.forget(cl)
-	h.s.subs.forget(cl)
-	h.s.releaseClientID(cl)
-	h.s.publishMissedWill(cl, err)
-	if h.s.takeovers.LoadAndDelete(cl) {
-		// This connection took a live session over but failed before it was
-		// established: the session it replaced is gone too.
-		h.s.sessions.emit(SessionEvent{ClientID: cl.ID, At: time.Now(), Reason: ReasonWill})
-		return
-	}
-	h.s.sessions.ended(cl)
-}
-
-// clientSet is a small concurrent set of clients.
-type clientSet struct{ m sync.Map }
-
-func (c *clientSet) Store(cl *mqtt.Client) { c.m.Store(cl, struct{}{}) }
-
-func (c *clientSet) LoadAndDelete(cl *mqtt.Client) bool {
-	_, ok := c.m.LoadAndDelete(cl)
-	return ok
-}
-
-// SessionCount is the number of MQTT sessions currently connected.
-func (s *Server) SessionCount() int {
-	s.sessions.mu.Lock()
-	defer s.sessions.mu.Unlock()
-	return len(s.sessions.conns)
-}
-
-// Connected reports whether an MQTT session with client id is currently
-// connected (established and not yet reported as ended, which happens after
-// its will was handled). It scans every session: for diagnostics and tests,
-// not for per-message paths.
-func (s *Server) Connected(id string) bool {
-	s.sessions.mu.Lock()
-	defer s.sessions.mu.Unlock()
-	for cl := range s.sessions.conns {
-		if cl.ID == id {
-			return true
+	for i := 0; i < 65536; i++ {
+		s.nextPID++
+		if s.nextPID == 0 {
+			s.nextPID = 1
+		}
+		if _, used := s.byPID[s.nextPID]; !used {
+			return s.nextPID, true
 		}
 	}
-	return false
+	return 0, false
+}
+
+// push appends e to the queue and indexes its packet id.
+func (s *session) push(e *outEntry) {
+	if s.byPID == nil {
+		s.byPID = make(map[uint16]*outEntry)
+	}
+	s.byPID[e.pid] = e
+	s.queue = append(s.queue, e)
+	s.count++
+}
+
+// complete marks e done and drops it from the indexes.
+func (s *session) complete(e *outEntry) {
+	if e.done {
+		return
+	}
+	e.done = true
+	if s.byPID[e.pid] == e {
+		delete(s.byPID, e.pid)
+	}
+	s.count--
+	if e.wire {
+		e.wire = false
+		s.inflight--
+	}
+	s.compact()
+}
+
+// compact drops done entries from the front of the queue.
+func (s *session) compact() {
+	for s.head < len(s.queue) && s.queue[s.head].done {
+		s.queue[s.head] = nil
+		s.head++
+	}
+	if s.head > len(s.queue)/2 && s.head > 32 {
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue = s.queue[:n]
+		s.unsent -= s.head
+		s.head = 0
+	} else if s.head == len(s.queue) {
+		s.queue = s.queue[:0]
+		s.unsent -= s.head
+		s.head = 0
+	}
+	if s.unsent < s.head {
+		s.unsent = s.head
+	}
+}
+
+// sessionTable holds every session by client id.
+type sessionTable struct {
+	mu sync.Mutex
+	m  map[string]*session
+}
+
+func (t *sessionTable) get(id string) *session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[id]
+}
+
+func (t *sessionTable) all() []*session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*session, 0, len(t.m))
+	for _, s := range t.m {
+		out = append(out, s)
+	}
+	return out
 }

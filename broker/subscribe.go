@@ -1,155 +1,198 @@
 package broker
 
 import (
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/sockmq/sockmq/internal/limit"
+	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/internal/store"
+	"github.com/sockmq/sockmq/internal/topic"
 )
 
-// Names of the limits a SUBSCRIBE can hit, as counted in
-// sockmq_limit_refusals_total{limit}.
-const (
-	limitMaxSubscriptions      = "max_subscriptions"
-	limitMaxSubscriptionsTotal = "max_subscriptions_total"
-	limitSubscribeRate         = "subscribe_rate"
-)
-
-// clientSubs is the SUBSCRIBE state sockmq keeps per MQTT connection. It is
-// only used on the connection's own goroutine, which reads its packets and
-// writes its SUBACKs.
-type clientSubs struct {
-	rate limit.Bucket
-	// batch is the SUBSCRIBE being processed, from OnSubscribe until its
-	// SUBACK is written.
-	batch *subscribeBatch
-}
-
-// subscribeBatch remembers, per filter of a SUBSCRIBE, what sockmq needs
-// after mochi has processed it.
-type subscribeBatch struct {
-	subs    []packets.Subscription // as the client sent them
-	existed []bool                 // the client held the filter already
-	quota   []bool                 // refused by a limit: SUBACK 0x97
-}
-
-// subState holds clientSubs per connection.
-type subState struct{ m sync.Map } // *mqtt.Client -> *clientSubs
-
-func (st *subState) get(cl *mqtt.Client) *clientSubs {
-	if v, ok := st.m.Load(cl); ok {
-		return v.(*clientSubs)
+// handleSubscribe decides each filter on its own, answers SUBACK (after the
+// new subscriptions of a persistent session are stored) and then sends the
+// retained messages the new subscriptions match.
+func (c *conn) handleSubscribe(fh packets.FixedHeader, body []byte) error {
+	s := c.s
+	pk := getPacket()
+	defer putPacket(pk)
+	pk.FixedHeader = fh
+	pk.ProtocolVersion = c.version
+	if err := safeDecode(pk.SubscribeDecode, body); err != nil {
+		return err
+	}
+	if code := pk.SubscribeValidate(); code != packets.CodeSuccess {
+		return code
+	}
+	sess := c.sess
+	codes := make([]byte, len(pk.Filters))
+	var fresh []*subscription
+	var gate uint64
+	for _, f := range pk.Filters {
+		if f.NoLocal && strings.HasPrefix(f.Filter, topic.SharePrefix) {
+			return packets.ErrProtocolViolationInvalidSharedNoLocal // [MQTT-3.8.3-4]
+		}
+	}
+	for i, f := range pk.Filters {
+		code, sub, isNew := c.subscribeOne(f)
+		codes[i] = code
+		if sub == nil {
+			continue
+		}
+		if sess.persistent {
+			rec := sub.record()
+			gate = max(gate, s.store.Write(func(w *store.Writer) { w.PutSubscription(sess.id, rec) }))
+		}
+		if sub.group == "" && (sub.rh == 0 || (sub.rh == 1 && isNew)) {
+			fresh = append(fresh, sub) // shared subscriptions get no retained messages
+		}
+	}
+	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes}
+	b, err := encode(ack.SubackEncode)
+	if err != nil {
+		return err
+	}
+	c.sendAck(b, gate)
+	for _, sub := range fresh {
+		s.sendRetained(sess, sub)
 	}
 	return nil
 }
 
-func (st *subState) forget(cl *mqtt.Client) { st.m.Delete(cl) }
-
-// overQuotaFilter replaces filters refused by a limit: it is valid, lies in
-// the reserved namespace, and is refused by OnACLCheck, so mochi answers
-// exactly those filters with a failure code (3.1.1: 0x80); OnPacketEncode
-// turns it into 0x97 "quota exceeded" for MQTT 5.
-const overQuotaFilter = sockmqNamespace + "subscription-limit"
-
-// OnSubscribe enforces limits.max_subscriptions (per client),
-// limits.max_subscriptions_total and limits.subscribe_rate on each filter,
-// and turns mochi's own retained replay off: sockmq replays retained
-// messages itself once the SUBACK is written (replayRetained), walking only
-// what the client may read.
-func (h *policyHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if cl.Net.Inline {
-		return pk
-	}
-	s := h.s
-	lim := s.cfg.Limits
-	cs := s.subs.get(cl)
-	if cs == nil {
-		cs = &clientSubs{rate: limit.NewBucket(lim.SubscribeRate, lim.SubscribeBurst)}
-		s.subs.m.Store(cl, cs)
-	}
-	b := &subscribeBatch{
-		subs:    make([]packets.Subscription, len(pk.Filters)),
-		existed: make([]bool, len(pk.Filters)),
-		quota:   make([]bool, len(pk.Filters)),
-	}
-	n := cl.State.Subscriptions.Len()
-	total := atomic.LoadInt64(&s.mq.Info.Subscriptions)
-	now := time.Now()
-	for i := range pk.Filters {
-		f := &pk.Filters[i]
-		b.subs[i] = *f
-		_, exists := cl.State.Subscriptions.Get(f.Filter)
-		b.existed[i] = exists
-		refused := ""
-		switch {
-		case !exists && n >= lim.MaxSubscriptions:
-			refused = limitMaxSubscriptions
-			s.limits.Hit(refused, "subscription refused: limits.max_subscriptions reached",
-				"client", cl.ID, "user", usernameOf(cl), "filter", f.Filter, "max_subscriptions", lim.MaxSubscriptions)
-		case !exists && lim.MaxSubscriptionsTotal > 0 && total >= lim.MaxSubscriptionsTotal:
-			refused = limitMaxSubscriptionsTotal
-			s.limits.Hit(refused, "subscription refused: limits.max_subscriptions_total reached",
-				"client", cl.ID, "user", usernameOf(cl), "filter", f.Filter, "max_subscriptions_total", lim.MaxSubscriptionsTotal)
-		case !cs.rate.Take(1, now):
-			refused = limitSubscribeRate
-			s.limits.Hit(refused, "subscription refused: limits.subscribe_rate exceeded",
-				"client", cl.ID, "user", usernameOf(cl), "filter", f.Filter, "subscribe_rate", lim.SubscribeRate, "subscribe_burst", lim.SubscribeBurst)
+// subscribeOne adds one filter; it returns the SUBACK code and, when
+// granted, the subscription and whether it is new (not a replacement).
+func (c *conn) subscribeOne(f packets.Subscription) (byte, *subscription, bool) {
+	s := c.s
+	deny := func(v5 packets.Code) (byte, *subscription, bool) {
+		if c.version == 5 {
+			return v5.Code, nil, false
 		}
-		if refused != "" {
-			b.quota[i] = true
-			f.Filter = overQuotaFilter
+		return 0x80, nil, false
+	}
+	filter := strings.Clone(f.Filter)
+	if topic.ValidFilter(filter) != nil {
+		return deny(packets.ErrTopicFilterInvalid)
+	}
+	group, inner, shared := topic.SplitShared(filter)
+	if !shared {
+		inner = filter
+	}
+	if topic.Hidden(inner) || strings.HasPrefix(inner, topic.Sockmq) {
+		return deny(packets.ErrNotAuthorized)
+	}
+	partial := false
+	if s.auth != nil {
+		switch s.auth.Subscription(c.identity, inner) {
+		case auth.SubDeny:
+			s.log.Debug("subscription refused", "client", c.clientID, "user", c.identity.Username, "filter", filter)
+			return deny(packets.ErrNotAuthorized)
+		case auth.SubPartial:
+			partial = true
+		}
+	}
+	if !c.subRate.Take(1, time.Now()) {
+		s.limits.Hit(limitSubscribeRate, "subscription refused: limits.subscribe_rate exceeded",
+			"client", c.clientID, "key", "limits.subscribe_rate", "value", s.cfg.Limits.SubscribeRate, "burst", s.cfg.Limits.SubscribeBurst)
+		return deny(packets.ErrQuotaExceeded)
+	}
+	sess := c.sess
+	sess.mu.Lock()
+	old := sess.subs[filter]
+	if old == nil && len(sess.subs) >= s.cfg.Limits.MaxSubscriptions {
+		sess.mu.Unlock()
+		s.limits.Hit(limitMaxSubscriptions, "subscription refused: limits.max_subscriptions reached",
+			"client", c.clientID, "key", "limits.max_subscriptions", "value", s.cfg.Limits.MaxSubscriptions)
+		return deny(packets.ErrQuotaExceeded)
+	}
+	if old == nil && s.cfg.Limits.MaxSubscriptionsTotal > 0 && s.metrics.subscriptions.Load() >= s.cfg.Limits.MaxSubscriptionsTotal {
+		sess.mu.Unlock()
+		s.limits.Hit(limitMaxSubscriptionsTotal, "subscription refused: limits.max_subscriptions_total reached",
+			"client", c.clientID, "key", "limits.max_subscriptions_total", "value", s.cfg.Limits.MaxSubscriptionsTotal)
+		return deny(packets.ErrQuotaExceeded)
+	}
+	sub := &subscription{sess: sess, filter: filter, inner: inner, group: group, qos: min(f.Qos, 2),
+		noLocal: f.NoLocal, rap: f.RetainAsPublished, rh: f.RetainHandling, id: uint32(f.Identifier)}
+	sub.partial.Store(partial)
+	if sess.subs == nil {
+		sess.subs = make(map[string]*subscription)
+	}
+	sess.subs[filter] = sub
+	sess.nsubs.Store(int32(len(sess.subs)))
+	sess.mu.Unlock()
+	if old != nil && s.subs.remove(old) {
+		s.metrics.subscriptions.Add(-1)
+	}
+	s.subs.add(sub)
+	s.metrics.subscriptions.Add(1)
+	return sub.qos, sub, old == nil
+}
+
+// sendRetained delivers the retained messages matching a new
+// subscription, with RETAIN set, each checked against the subscriber's
+// read permission.
+func (s *Server) sendRetained(sess *session, sub *subscription) {
+	var found []*msg
+	now := time.Now()
+	s.retained.match(sub.inner, s.readScope(identity(sess.owner, sess.id)), func(m *msg, check bool) bool {
+		if !m.expired(now.Unix()) && !topic.Hidden(m.topic) && (!check || s.mayRead(sess, m.topic)) {
+			found = append(found, m)
+		}
+		return true
+	})
+	var ids []uint32
+	if sub.id != 0 {
+		ids = []uint32{sub.id}
+	}
+	for _, m := range found {
+		s.deliver(sess, m, min(m.qos, sub.qos), true, ids, 0, now)
+	}
+}
+
+// handleUnsubscribe removes filters and answers UNSUBACK once a
+// persistent session's removals are stored.
+func (c *conn) handleUnsubscribe(fh packets.FixedHeader, body []byte) error {
+	s := c.s
+	pk := getPacket()
+	defer putPacket(pk)
+	pk.FixedHeader = fh
+	pk.ProtocolVersion = c.version
+	if err := safeDecode(pk.UnsubscribeDecode, body); err != nil {
+		return err
+	}
+	if len(pk.Filters) == 0 {
+		return packets.ErrProtocolViolationNoFilters
+	}
+	sess := c.sess
+	codes := make([]byte, len(pk.Filters))
+	var gate uint64
+	for i, f := range pk.Filters {
+		sess.mu.Lock()
+		old := sess.subs[f.Filter]
+		if old != nil {
+			delete(sess.subs, f.Filter)
+			sess.nsubs.Store(int32(len(sess.subs)))
+		}
+		persistent := sess.persistent
+		sess.mu.Unlock()
+		if old == nil {
+			codes[i] = packets.CodeNoSubscriptionExisted.Code
 			continue
 		}
-		if !exists {
-			n++
-			total++
+		if s.subs.remove(old) {
+			s.metrics.subscriptions.Add(-1)
 		}
-		// Retain handling 2 makes mochi skip its replay, which copies every
-		// retained message the filter matches before checking any. The
-		// option only matters at SUBSCRIBE time, so the value kept with
-		// the subscription does not change anything later.
-		f.RetainHandling = 2
-	}
-	cs.batch = b
-	return pk
-}
-
-// markQuotaRefusals gives the filters refused by a limit the MQTT 5 reason
-// code 0x97 "quota exceeded" in the SUBACK (mochi wrote 0x87; MQTT 3.1.1
-// has only 0x80, which mochi already sends).
-func (s *Server) markQuotaRefusals(cl *mqtt.Client, pk *packets.Packet) {
-	cs := s.subs.get(cl)
-	if cs == nil || cs.batch == nil || cl.Properties.ProtocolVersion < 5 || len(cs.batch.quota) != len(pk.ReasonCodes) {
-		return
-	}
-	codes := append([]byte(nil), pk.ReasonCodes...) // mochi still reads its own slice
-	for i, q := range cs.batch.quota {
-		if q {
-			codes[i] = packets.ErrQuotaExceeded.Code
+		if persistent {
+			filter := old.filter
+			gate = max(gate, s.store.Write(func(w *store.Writer) { w.DeleteSubscription(sess.id, filter) }))
 		}
 	}
-	pk.ReasonCodes = codes
-}
-
-// subscribed runs once the SUBACK of cl's SUBSCRIBE is written: it replays
-// the retained messages of every granted filter.
-func (s *Server) subscribed(cl *mqtt.Client, ack packets.Packet) {
-	cs := s.subs.get(cl)
-	if cs == nil || cs.batch == nil {
-		return
+	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback}, ProtocolVersion: c.version, PacketID: pk.PacketID, ReasonCodes: codes}
+	b, err := encode(ack.UnsubackEncode)
+	if err != nil {
+		return err
 	}
-	b := cs.batch
-	cs.batch = nil
-	if len(b.subs) != len(ack.ReasonCodes) {
-		return
-	}
-	for i, code := range ack.ReasonCodes {
-		if code < packets.ErrUnspecifiedError.Code && !b.quota[i] {
-			s.replayRetained(cl, b.subs[i], b.existed[i])
-		}
-	}
+	c.sendAck(b, gate)
+	return nil
 }
