@@ -34,10 +34,12 @@ func (s *socket) loginFailed(p *scproto.Packet, user string, res AuthResult) {
 	e := NewError(ErrNameLogin, msg)
 	hasCID, cid := p.HasCID, p.CID
 	answer := func() {
+		// The socket takes requests again before the client can learn of
+		// the failure: a request it sends right after the answer is handled.
+		s.loginPending.Store(false)
 		if hasCID {
 			s.enqueue(scproto.AppendErrorResponse(nil, cid, e.wire()))
 		}
-		s.loginPending.Store(false)
 		if last {
 			s.h.limits.Hit("bridge_max_failed_logins", "socket closed: too many failed logins",
 				"client", s.id, "user", user, "remote", s.remote, "max_failed_logins", s.h.cfg.MaxFailedLogins)

@@ -109,6 +109,18 @@ func (h *Healthy) Stop() {
 // all. It returns a one-line summary of the round trips for the test log.
 func (h *Healthy) Check(t testing.TB) string {
 	t.Helper()
+	// A flood may end before the first probe: wait for one round trip (or
+	// a failure) so that the check says something about the broker.
+	deadline := time.Now().Add(LossOfService + time.Second)
+	for time.Now().Before(deadline) {
+		h.mu.Lock()
+		n := len(h.rtts) + len(h.failures)
+		h.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	h.Stop()
 	h.mu.Lock()
 	defer h.mu.Unlock()
