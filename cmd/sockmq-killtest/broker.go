@@ -203,17 +203,18 @@ func (b *broker) closeLog() {
 	}
 }
 
-// logTail returns the end of the broker's log, for error messages.
+// logTail returns the end of the broker's log on one line, for error
+// messages.
 func (b *broker) logTail() string {
 	data, err := os.ReadFile(filepath.Join(b.dir, "broker.log"))
 	if err != nil {
 		return err.Error()
 	}
-	const max = 2000
+	const max = 600
 	if len(data) > max {
 		data = data[len(data)-max:]
 	}
-	return strings.TrimSpace(string(data))
+	return "log: " + strings.ReplaceAll(strings.TrimSpace(string(data)), "\n", " | ")
 }
 
 func healthy(httpAddr string) bool {

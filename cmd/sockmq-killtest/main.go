@@ -103,10 +103,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"syscall"
 	"time"
 )
+
+// maxErrorsInARow ends a run whose rounds keep failing to run (a broker
+// that does not start, say): more rounds would say nothing new.
+const maxErrorsInARow = 3
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -221,10 +226,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, hardExit 
 		fmt.Fprintln(stderr, "sockmq-killtest: no round matches --only")
 		return 2
 	}
-	if _, err := os.Stat(o.params.bin); err != nil {
+	// Brokers run in their rounds' directories: the path must not be
+	// relative to this one.
+	bin, err := filepath.Abs(o.params.bin)
+	if err == nil {
+		_, err = os.Stat(bin)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "sockmq-killtest: --sockmq: %v\n", err)
 		return 2
 	}
+	o.params.bin = bin
 	if o.params.dir == "" {
 		d, err := os.MkdirTemp("", "sockmq-killtest-")
 		if err != nil {
@@ -255,6 +267,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, hardExit 
 		o.form, len(specs), o.params.runSeed, o.params.pubs, o.params.msgs, o.params.window, o.params.bin)
 	printHeader(stdout)
 	var sum summary
+	errorsInARow := 0
 	for _, s := range specs {
 		if ctx.Err() != nil {
 			fmt.Fprintf(stdout, "run stopped: %v\n", context.Cause(ctx))
@@ -264,6 +277,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, hardExit 
 		r := runRound(ctx, s, o.params, reg)
 		printResult(stdout, r)
 		sum.add(r)
+		if r.err != nil {
+			errorsInARow++
+		} else {
+			errorsInARow = 0
+		}
+		if errorsInARow == maxErrorsInARow {
+			fmt.Fprintf(stdout, "run stopped: %d rounds in a row could not run\n", errorsInARow)
+			break
+		}
 	}
 	sum.print(stdout, o.params.runSeed, time.Since(start))
 	return sum.code()
