@@ -4,43 +4,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
-
-// registry tracks the brokers that may be running, so that the watchdog
-// can end them all.
-type registry struct {
-	mu  sync.Mutex
-	set map[*broker]bool
-}
-
-func newRegistry() *registry { return &registry{set: make(map[*broker]bool)} }
-
-func (r *registry) add(b *broker) {
-	r.mu.Lock()
-	r.set[b] = true
-	r.mu.Unlock()
-}
-
-func (r *registry) remove(b *broker) {
-	r.mu.Lock()
-	delete(r.set, b)
-	r.mu.Unlock()
-}
-
-func (r *registry) killAll() {
-	r.mu.Lock()
-	bs := make([]*broker, 0, len(r.set))
-	for b := range r.set {
-		bs = append(bs, b)
-	}
-	r.mu.Unlock()
-	for _, b := range bs {
-		b.kill()
-	}
-}
 
 const tableHeader = "%-30s %-16s %6s %6s %7s %5s %6s %6s %5s %7s %5s %6s  %s\n"
 
