@@ -45,8 +45,8 @@ fuzz:
 # that SIGKILL (and, as controls, SIGTERM) the built binary while QoS 1/2
 # messages flow to persistent subscribers, restart it on the same data
 # directory and fail on any lost acknowledged message or QoS 2 duplicate.
-# Loopback only, ten minutes or so. The short form is the Go test
-# TestKillShortForm (SOCKMQ_KILLTEST=1 until the durable engine lands).
+# Loopback only, about a minute. The short form is the Go test
+# TestKillShortForm, part of `make test`.
 soak: build
 	$(GO) run ./cmd/sockmq-killtest --sockmq bin/sockmq --form long
 

@@ -1,25 +1,46 @@
-// Package broker runs sockmq's embedded MQTT broker: a mochi-mqtt server with
-// sockmq's listeners (MQTT over TCP and TLS, MQTT over WebSocket on a shared
-// HTTP listener), its persistent store, its metrics and the policy hooks that
-// replace mochi's unsafe defaults (connect timeout, packet size limit,
-// reserved client ids, keepalive bounds, protected system topics).
+// Package broker is sockmq's MQTT 3.1.1 and 5 broker: its own connection
+// and session engine, with mochi-mqtt's packets package as the codec. It
+// serves MQTT over TCP, TLS and WebSocket (on the shared HTTP listener,
+// which also carries /healthz, /metrics and handlers mounted by others).
 //
-// Every listener's connections pass one gate (gate.go) that counts them
-// from accept to close against limits.max_connections and
-// limits.max_connections_per_address, makes room by closing idle
-// keep-alive HTTP connections, and answers the refused ones in their own
-// protocol (refuse.go). WebSocket upgrades are checked against
-// listeners.http.allowed_origins (origin.go).
+// # Pieces
 //
-// Other packages reach the broker through Server's small API: Publish,
-// Subscribe and Retained for in-process messages, Handle for extra HTTP
-// handlers, and Sessions for the connected clients. The broker never imports
-// the packages that consume it (bridge, lwt, presence); they declare the
-// interfaces they need.
+//   - conn.go, frame.go: a connection. Its reader frames packets from the
+//     byte stream (refusing oversized ones from their header) and handles
+//     them in order; its output is a FIFO of encoded packets, each possibly
+//     held by a store batch ("gate"), written by a writer goroutine that
+//     exists only while something can be written.
+//   - connect.go, session.go: CONNECT, authentication, client-id ownership,
+//     takeover, and the session: subscriptions, the queue of QoS 1/2
+//     messages with their packet ids and states, inbound QoS 2 ids.
+//   - publish.go, subscribe.go, subindex.go, retained.go: routing a message
+//     to subscriptions (a topic tree with shared groups), per-session
+//     delivery within the send window, acknowledgements, retained messages
+//     (a topic tree walked only where the reader's ACL allows).
+//   - lifecycle.go, clock.go: the end of a connection (wills, session
+//     expiry) and the one goroutine that runs every timer.
+//   - internal/store: persistence with group commit; restore.go rebuilds
+//     sessions and retained messages from it.
+//   - gate.go, refuse.go, origin.go: every listener's connections pass one
+//     gate (limits.max_connections, limits.max_connections_per_address);
+//     WebSocket upgrades are checked against listeners.http.allowed_origins.
 //
-// Concurrency: all exported methods of Server are safe for concurrent use.
-// Subscribe handlers run on the goroutine of the publishing client and must
-// not block; they should copy what they need and hand it to their own
-// goroutine. New must be followed by Start, and Shutdown may be called any
-// number of times from any goroutine.
+// # Acknowledgements are promises
+//
+// PUBACK and PUBREC to a publisher, SUBACK for a persistent session,
+// PUBREL and PUBCOMP leave only after the store has committed what they
+// promise: the packet is queued with the store batch holding those writes
+// and released, in order, when that batch is committed. Deliveries of an
+// inbound QoS 2 message wait for the batch recording its packet id, so a
+// publisher's resend after a crash is recognised, never delivered twice.
+//
+// # Concurrency
+//
+// All exported methods of Server are safe for concurrent use. Lock order:
+// the session table, then one session at a time, then a connection's
+// output lock, then the store's lock (a leaf). Handlers given to Subscribe
+// run on the publisher's goroutine and must not block: copy what is needed
+// and hand it to another goroutine. New must be followed by Start;
+// Shutdown may be called any number of times and stops every goroutine and
+// timer the engine started before it closes the store.
 package broker

@@ -280,7 +280,7 @@ func TestRetainedReplayFollowsACLAndOptions(t *testing.T) {
 	}
 }
 
-// $SYS topics, which mochi keeps outside the hooks, are replayed too.
+// $SYS statistics, which the broker publishes itself, are replayed too.
 func TestRetainedSysReplay(t *testing.T) {
 	b := testutil.StartBroker(t, testutil.BrokerConfig(t), nil)
 	c := testutil.MustConnect5(t, b.MQTTAddr(), "sys")

@@ -3,20 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/sockmq/sockmq/internal/testutil"
 )
-
-// killTestEnv enables TestKillShortForm. It is needed only while sockmq's
-// engine still acknowledges messages before storing them (issue 10): on
-// that engine the short form fails, as it must. Once the engine that
-// acknowledges after durable commits lands, delete the check in
-// TestKillShortForm so that `make test` runs it.
-const killTestEnv = "SOCKMQ_KILLTEST"
 
 // TestKillShortForm runs the short form against the sockmq binary: every
 // kind of round (QoS 1 and 2, MQTT 3.1.1 and 5, offline and online
@@ -26,9 +18,6 @@ const killTestEnv = "SOCKMQ_KILLTEST"
 func TestKillShortForm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill -9 rounds take minutes; skipped with -short")
-	}
-	if os.Getenv(killTestEnv) != "1" {
-		t.Skipf("set %s=1 to run: today's engine loses acknowledged messages on kill -9 (issue 10)", killTestEnv)
 	}
 	runForm(t, "--form", "short", "--timeout", "8m")
 }
