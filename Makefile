@@ -39,6 +39,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePasswordFile -fuzztime 20s ./auth
 	$(GO) test -run '^$$' -fuzz FuzzParseACL -fuzztime 20s ./auth
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 20s ./internal/scproto
+	$(GO) test -run '^$$' -fuzz FuzzFilterRelations -fuzztime 20s ./internal/topic
 	$(GO) test -run '^$$' -fuzz FuzzPacketsAfterConnect -fuzztime 60s ./broker
 
 # The kill -9 proof in its long form (cmd/sockmq-killtest): about 130 rounds

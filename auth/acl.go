@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/sockmq/sockmq/internal/topic"
 )
 
 // Access is a kind of topic access: [Read] (receive messages) or [Write]
@@ -203,7 +205,7 @@ func parseRule(rest string, pattern bool) (rule, error) {
 	if filter == "" {
 		return r, fmt.Errorf("missing topic filter")
 	}
-	if !ValidFilter(filter) {
+	if topic.ValidFilter(filter) != nil {
 		return r, fmt.Errorf("invalid topic filter %q", filter)
 	}
 	r.filter = filter
@@ -239,15 +241,15 @@ func (a *ACL) userRules(id Identity) *ruleSet {
 // '#', empty, or acc == 0 is refused. A pattern deny rule whose %u or %c
 // cannot be safely substituted for id matches every topic. Allowed does not
 // allocate.
-func (a *ACL) Allowed(id Identity, topic string, acc Access) bool {
-	if acc == 0 || topic == "" || strings.ContainsAny(topic, "+#") {
+func (a *ACL) Allowed(id Identity, name string, acc Access) bool {
+	if acc == 0 || name == "" || strings.ContainsAny(name, "+#") {
 		return false
 	}
 	okU, okC := idFlags(id)
 	rs := a.userRules(id)
 	if rs != nil {
 		for i := range rs.deny {
-			if MatchTopic(rs.deny[i].filter, topic) {
+			if topic.Match(rs.deny[i].filter, name) {
 				return false
 			}
 		}
@@ -257,14 +259,14 @@ func (a *ACL) Allowed(id Identity, topic string, acc Access) bool {
 		if (r.usesU && !okU) || (r.usesC && !okC) {
 			return false
 		}
-		if matchSubst(r.filter, topic, id.Username, id.ClientID, r.usesU || r.usesC) {
+		if matchSubst(r.filter, name, id.Username, id.ClientID, r.usesU || r.usesC) {
 			return false
 		}
 	}
 	if rs != nil {
 		for i := range rs.grant {
 			r := &rs.grant[i]
-			if Access(r.access)&acc == acc && MatchTopic(r.filter, topic) {
+			if Access(r.access)&acc == acc && topic.Match(r.filter, name) {
 				return true
 			}
 		}
@@ -274,7 +276,7 @@ func (a *ACL) Allowed(id Identity, topic string, acc Access) bool {
 		if Access(r.access)&acc != acc || (r.usesU && !okU) || (r.usesC && !okC) {
 			continue
 		}
-		if matchSubst(r.filter, topic, id.Username, id.ClientID, r.usesU || r.usesC) {
+		if matchSubst(r.filter, name, id.Username, id.ClientID, r.usesU || r.usesC) {
 			return true
 		}
 	}
@@ -300,10 +302,10 @@ func (a *ACL) Subscription(id Identity, filter string) SubDecision {
 			rf = substitute(rf, id.Username, id.ClientID)
 		}
 		if r.access == accDeny {
-			if Covers(rf, f) {
+			if topic.Covers(rf, f) {
 				return true
 			}
-			if Intersects(rf, f) {
+			if topic.Intersects(rf, f) {
 				denyIntersects = true
 			}
 			return false
@@ -311,9 +313,9 @@ func (a *ACL) Subscription(id Identity, filter string) SubDecision {
 		if Access(r.access)&Read == 0 {
 			return false
 		}
-		if Covers(rf, f) {
+		if topic.Covers(rf, f) {
 			grantCovers = true
-		} else if Intersects(rf, f) {
+		} else if topic.Intersects(rf, f) {
 			grantIntersects = true
 		}
 		return false
@@ -359,5 +361,5 @@ func StripShare(filter string) (inner string, ok bool) {
 		}
 		filter = f
 	}
-	return filter, ValidFilter(filter)
+	return filter, topic.ValidFilter(filter) == nil
 }

@@ -2,8 +2,8 @@
 // password file and authorizes their topic access with a mosquitto-style
 // ACL file.
 //
-// The package is a leaf: it imports only the standard library and
-// golang.org/x/crypto. The broker adapts [Service] to mochi-mqtt hooks; auth
+// The package is a leaf: it imports only the standard library,
+// golang.org/x/crypto and internal/topic. The broker adapts [Service] to mochi-mqtt hooks; auth
 // itself knows nothing about MQTT packets.
 //
 // # Pieces
@@ -17,9 +17,9 @@
 //   - [ACL.ReadScope] compiles what one identity may read, so that a walk
 //     over many topics (retained messages) can skip whole subtrees
 //     ([ReadScope.Under]).
-//   - [MatchTopic], [Intersects] and [Covers] implement MQTT topic-filter
-//     semantics, including the rule that wildcards in the first level never
-//     match topics starting with '$'.
+//   - Topic names and filters follow internal/topic, the one place for
+//     MQTT's matching rules (including that wildcards in the first level
+//     never match topics starting with '$').
 //   - [Service] ties both files together, caches verified credentials, and
 //     reloads the files ([Service.Reload], [Service.Watch]).
 //

@@ -1,6 +1,6 @@
 package auth
 
-import "strings"
+import "github.com/sockmq/sockmq/internal/topic"
 
 // ReadScope is what one identity may read, compiled from the ACL so that
 // walks over a tree of topics (retained messages) can skip every subtree the
@@ -76,18 +76,18 @@ func (sc *ReadScope) Under(prefix string) SubDecision {
 	}
 	denyIntersects := false
 	for _, d := range sc.deny {
-		if coversUnder(d, prefix) {
+		if topic.CoversUnder(d, prefix) {
 			return SubDeny
 		}
-		denyIntersects = denyIntersects || intersectsUnder(d, prefix)
+		denyIntersects = denyIntersects || topic.IntersectsUnder(d, prefix)
 	}
 	var covers, intersects bool
 	for _, g := range sc.grant {
-		if coversUnder(g, prefix) {
+		if topic.CoversUnder(g, prefix) {
 			covers = true
 			break
 		}
-		intersects = intersects || intersectsUnder(g, prefix)
+		intersects = intersects || topic.IntersectsUnder(g, prefix)
 	}
 	switch {
 	case covers && !denyIntersects:
@@ -96,54 +96,4 @@ func (sc *ReadScope) Under(prefix string) SubDecision {
 		return SubPartial
 	}
 	return SubDeny
-}
-
-// coversUnder reports whether filter f matches topic p and every topic
-// below it.
-func coversUnder(f, p string) bool {
-	if wildFirst(f) && strings.HasPrefix(p, "$") {
-		return false
-	}
-	for {
-		fl, frest, fmore := nextLevel(f)
-		if fl == "#" {
-			return true
-		}
-		pl, prest, pmore := nextLevel(p)
-		if fl != "+" && fl != pl {
-			return false
-		}
-		if !pmore {
-			return fmore && frest == "#" // "p/#" also matches p itself
-		}
-		if !fmore {
-			return false
-		}
-		f, p = frest, prest
-	}
-}
-
-// intersectsUnder reports whether filter f matches topic p or at least one
-// topic below it.
-func intersectsUnder(f, p string) bool {
-	if wildFirst(f) && strings.HasPrefix(p, "$") {
-		return false
-	}
-	for {
-		fl, frest, fmore := nextLevel(f)
-		if fl == "#" {
-			return true
-		}
-		pl, prest, pmore := nextLevel(p)
-		if fl != "+" && fl != pl {
-			return false
-		}
-		if !pmore {
-			return true // p itself, or p followed by f's remaining levels
-		}
-		if !fmore {
-			return false
-		}
-		f, p = frest, prest
-	}
 }

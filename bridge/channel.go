@@ -6,24 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/sockmq/sockmq/internal/scproto"
+	"github.com/sockmq/sockmq/internal/topic"
 )
-
-// maxTopicLen is the longest MQTT topic (a UTF-8 string with a 16-bit
-// length).
-const maxTopicLen = 65535
-
-// reservedPrefixes are the namespaces only the broker may publish to.
-var reservedPrefixes = []string{"$SYS", "$presence", "$sockmq"}
-
-// isReservedTopic reports whether topic is in a reserved namespace.
-func isReservedTopic(topic string) bool {
-	for _, p := range reservedPrefixes {
-		if topic == p || (strings.HasPrefix(topic, p) && topic[len(p)] == '/') {
-			return true
-		}
-	}
-	return false
-}
 
 // isWildcard reports whether a channel name contains an MQTT wildcard.
 func isWildcard(s string) bool { return strings.ContainsAny(s, "+#") }
@@ -34,8 +18,8 @@ func (h *Handler) checkName(channel string) *Error {
 	switch {
 	case channel == "":
 		return NewError(ErrNameInvalidChannel, "channel name is empty")
-	case len(h.cfg.TopicPrefix)+len(channel) > maxTopicLen:
-		return Errorf(ErrNameInvalidChannel, "channel name is longer than %d bytes", maxTopicLen-len(h.cfg.TopicPrefix))
+	case len(h.cfg.TopicPrefix)+len(channel) > topic.MaxLen:
+		return Errorf(ErrNameInvalidChannel, "channel name is longer than %d bytes", topic.MaxLen-len(h.cfg.TopicPrefix))
 	case !utf8.ValidString(channel):
 		return NewError(ErrNameInvalidChannel, "channel name is not valid UTF-8")
 	case strings.IndexByte(channel, 0) >= 0:
@@ -53,16 +37,8 @@ func (h *Handler) filterFor(channel string) (string, *Error) {
 	if strings.HasPrefix(channel, "$share/") {
 		return "", Errorf(ErrNameInvalidChannel, "channel %q: shared subscriptions are not available to SocketCluster clients", channel)
 	}
-	if isWildcard(channel) {
-		levels := strings.Split(channel, "/")
-		for i, l := range levels {
-			if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-				return "", Errorf(ErrNameInvalidChannel, "channel %q: # must be a whole last level, as in sensors/#", channel)
-			}
-			if strings.Contains(l, "+") && l != "+" {
-				return "", Errorf(ErrNameInvalidChannel, "channel %q: + must be a whole level, as in sensors/+/temp", channel)
-			}
-		}
+	if err := topic.ValidFilter(channel); err != nil {
+		return "", Errorf(ErrNameInvalidChannel, "channel %q: %v (as in sensors/+/temp or sensors/#)", channel, err)
 	}
 	return h.cfg.TopicPrefix + channel, nil
 }
@@ -75,11 +51,11 @@ func (h *Handler) topicFor(channel string) (string, *Error) {
 	if isWildcard(channel) {
 		return "", Errorf(ErrNameInvalidChannel, "cannot publish to %q: channel names with + or # are subscription wildcards", channel)
 	}
-	topic := h.cfg.TopicPrefix + channel
-	if isReservedTopic(topic) {
-		return "", Errorf(ErrNameForbidden, "cannot publish to %q: the %s namespace is reserved to the broker", channel, strings.SplitN(topic, "/", 2)[0])
+	t := h.cfg.TopicPrefix + channel
+	if topic.BrokerOnly(t) {
+		return "", Errorf(ErrNameForbidden, "cannot publish to %q: the %s namespace is reserved to the broker", channel, strings.SplitN(t, "/", 2)[0])
 	}
-	return topic, nil
+	return t, nil
 }
 
 // EncodePublish maps a client's publish of data to channel into the MQTT

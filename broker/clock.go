@@ -52,10 +52,10 @@ func (h *timerHeap) Pop() any {
 // are never cancelled; each re-checks its subject when it fires (session
 // timers carry a generation that a reconnect advances).
 type clock struct {
-	s    *Server
-	mu   sync.Mutex
-	h    timerHeap
-	wake chan struct{}
+	s       *Server
+	mu      sync.Mutex
+	h       timerHeap
+	wake    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once

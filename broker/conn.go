@@ -75,7 +75,7 @@ type conn struct {
 	// Reader-only state.
 	subRate limit.Bucket // limits.subscribe_rate
 	partial []byte       // an incomplete packet
-	need    int    // bytes the partial packet will have
+	need    int          // bytes the partial packet will have
 	aliases map[uint16]string
 
 	// Output.

@@ -87,7 +87,7 @@ type msgProps struct {
 }
 
 // internalOrigin is the origin of messages the broker publishes itself.
-const internalOrigin = "$sockmq"
+const internalOrigin = topic.Sockmq
 
 func (m *msg) message() Message {
 	out := Message{Topic: m.topic, Payload: m.payload, QoS: m.qos, Retain: m.retain, Origin: m.origin}

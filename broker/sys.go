@@ -5,6 +5,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"time"
+
+	"github.com/sockmq/sockmq/internal/topic"
 )
 
 // sysInterval is how often the broker publishes its $SYS statistics.
@@ -39,6 +41,6 @@ func (s *Server) publishSys(started time.Time) {
 		{"subscriptions/count", i(m.subscriptions.Load())},
 		{"system/goroutines", i(int64(runtime.NumGoroutine()))},
 	} {
-		s.PublishAsync(Message{Topic: "$SYS/broker/" + kv[0], Payload: []byte(kv[1]), Retain: true}, nil)
+		s.PublishAsync(Message{Topic: topic.SYS + "/broker/" + kv[0], Payload: []byte(kv[1]), Retain: true}, nil)
 	}
 }

@@ -9,18 +9,20 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sockmq/sockmq/internal/topic"
 )
 
 // Topics used by presence.
 const (
 	// ClientsPrefix is the prefix of the per-session retained documents.
-	ClientsPrefix = "$presence/clients/"
+	ClientsPrefix = topic.Presence + "/clients/"
 	// ClientsFilter matches every per-session document.
-	ClientsFilter = "$presence/clients/+"
+	ClientsFilter = topic.Presence + "/clients/+"
 	// ConnectedTopic carries an event for every new session.
-	ConnectedTopic = "$presence/connected"
+	ConnectedTopic = topic.Presence + "/connected"
 	// DisconnectedTopic carries an event for every ended session.
-	DisconnectedTopic = "$presence/disconnected"
+	DisconnectedTopic = topic.Presence + "/disconnected"
 )
 
 // ReasonTakeover is the disconnect reason of a connection replaced by a new

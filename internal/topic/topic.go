@@ -217,3 +217,53 @@ func SplitShared(f string) (group, filter string, ok bool) {
 	}
 	return rest[:i], rest[i+1:], true
 }
+
+// CoversUnder reports whether filter f matches topic name p and every
+// topic below it (p/...). It does not allocate.
+func CoversUnder(f, p string) bool {
+	if WildcardFirst(f) && strings.HasPrefix(p, "$") {
+		return false
+	}
+	for {
+		fl, frest, fmore := NextLevel(f)
+		if fl == "#" {
+			return true
+		}
+		pl, prest, pmore := NextLevel(p)
+		if fl != "+" && fl != pl {
+			return false
+		}
+		if !pmore {
+			return fmore && frest == "#" // "p/#" also matches p itself
+		}
+		if !fmore {
+			return false
+		}
+		f, p = frest, prest
+	}
+}
+
+// IntersectsUnder reports whether filter f matches topic name p or at least
+// one topic below it. It does not allocate.
+func IntersectsUnder(f, p string) bool {
+	if WildcardFirst(f) && strings.HasPrefix(p, "$") {
+		return false
+	}
+	for {
+		fl, frest, fmore := NextLevel(f)
+		if fl == "#" {
+			return true
+		}
+		pl, prest, pmore := NextLevel(p)
+		if fl != "+" && fl != pl {
+			return false
+		}
+		if !pmore {
+			return true // p itself, or p followed by f's remaining levels
+		}
+		if !fmore {
+			return false
+		}
+		f, p = frest, prest
+	}
+}

@@ -124,6 +124,121 @@ func TestNamespaces(t *testing.T) {
 	}
 }
 
+func TestIntersectsCovers(t *testing.T) {
+	tests := []struct {
+		r, f              string
+		intersect, covers bool
+	}{
+		{"sensors/#", "#", true, false},
+		{"sensors/#", "sensors/+/temp", true, true},
+		{"sensors/#", "other/#", false, false},
+		{"sensors/#", "sensors", true, true},
+		{"sensors/#", "sensors/#", true, true},
+		{"a/+", "a/#", true, false},
+		{"a/+", "a/+", true, true},
+		{"a/+", "a/b", true, true},
+		{"a/+", "a", false, false},
+		{"a/+", "a/b/c", false, false},
+		{"a/+", "+/b", true, false},
+		{"a/b", "a/+", true, false},
+		{"a/b", "a/b", true, true},
+		{"a/b", "a/b/#", true, false},
+		{"a", "a/#", true, false},
+		{"a/#", "a", true, true},
+		{"#", "$SYS/#", false, false},
+		{"+/#", "$SYS/x", false, false},
+		{"#", "#", true, true},
+		{"#", "+/x", true, true},
+		{"#", "a/b", true, true},
+		{"$SYS/#", "#", false, false},
+		{"$SYS/#", "$SYS/+", true, true},
+		{"+", "#", true, false},
+		{"+/+", "a/#", true, false},
+		{"+/#", "a/#", true, true},
+		{"+/#", "a", true, true},
+		{"a/+/c", "a/b/+", true, false},
+		{"a/+/c", "+/b/c", true, false},
+		{"x/y", "a/#", false, false},
+		{"a/b/c", "a/+/c/d", false, false},
+	}
+	for _, tt := range tests {
+		if got := Intersects(tt.r, tt.f); got != tt.intersect {
+			t.Errorf("Intersects(%q, %q) = %v, want %v", tt.r, tt.f, got, tt.intersect)
+		}
+		if got := Intersects(tt.f, tt.r); got != tt.intersect {
+			t.Errorf("Intersects(%q, %q) = %v, want %v (symmetry)", tt.f, tt.r, got, tt.intersect)
+		}
+		if got := Covers(tt.r, tt.f); got != tt.covers {
+			t.Errorf("Covers(%q, %q) = %v, want %v", tt.r, tt.f, got, tt.covers)
+		}
+	}
+}
+
+// TestFilterRelationsAgainstTopics checks Intersects and Covers against
+// brute-force enumeration over a small topic universe.
+func TestFilterRelationsAgainstTopics(t *testing.T) {
+	levels := []string{"a", "b", "", "$x"}
+	var topics []string
+	var gen func(prefix string, depth int)
+	gen = func(prefix string, depth int) {
+		if depth == 0 {
+			return
+		}
+		for _, l := range levels {
+			tp := l
+			if prefix != "" || depth < 4 {
+				tp = prefix + "/" + l
+			}
+			if depth == 4 {
+				tp = l
+			}
+			if tp != "" {
+				topics = append(topics, tp)
+			}
+			gen(tp, depth-1)
+		}
+	}
+	gen("", 4)
+	filterLevels := []string{"a", "b", "", "$x", "+", "#"}
+	var filters []string
+	for _, l1 := range filterLevels {
+		filters = append(filters, l1)
+		for _, l2 := range filterLevels {
+			filters = append(filters, l1+"/"+l2)
+			for _, l3 := range []string{"a", "+", "#"} {
+				filters = append(filters, l1+"/"+l2+"/"+l3)
+			}
+		}
+	}
+	var valid []string
+	for _, f := range filters {
+		if ValidFilter(f) == nil {
+			valid = append(valid, f)
+		}
+	}
+	// Topics deeper than any filter matter only to '#'; depth 4 suffices.
+	for _, r := range valid {
+		for _, f := range valid {
+			inter, cover := false, true
+			for _, tp := range topics {
+				mr, mf := Match(r, tp), Match(f, tp)
+				if mr && mf {
+					inter = true
+				}
+				if mf && !mr {
+					cover = false
+				}
+			}
+			if got := Intersects(r, f); got != inter {
+				t.Errorf("Intersects(%q, %q) = %v, brute force %v", r, f, got, inter)
+			}
+			if got := Covers(r, f); got != cover {
+				t.Errorf("Covers(%q, %q) = %v, brute force %v", r, f, got, cover)
+			}
+		}
+	}
+}
+
 func BenchmarkMatch(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
