@@ -99,6 +99,11 @@ func encodePublish(m *msg, version, qos byte, pid uint16, retain, dup bool, subI
 	pk.TopicName = m.topic
 	pk.Payload = m.payload
 	pk.PacketID = pid
+	// mochi only encodes response topic and correlation data when this is
+	// set (it ties them to "request response information", which is about
+	// CONNACK's response information, not about forwarding a publisher's
+	// properties).
+	pk.Mods.AllowResponseInfo = true
 	if version == 5 {
 		if p := m.props; p != nil {
 			pk.Properties.ContentType = p.contentType

@@ -43,6 +43,9 @@ type outItem struct {
 	b    []byte
 	gate uint64
 	ack  bool // an acknowledgement counted in pendingAcks
+	// puback: a PUBACK for a client's QoS 1 publish (counted in
+	// pubacksQueued until written: Receive Maximum counts it unanswered).
+	puback bool
 }
 
 // conn is one MQTT network connection. Its reader (a goroutine per
@@ -84,10 +87,13 @@ type conn struct {
 	outBytes    int
 	queued0     int // QoS 0 publishes in out (bounded by max_queued_messages)
 	pendingAcks int // acks in out not yet written
+	// pubacksQueued counts PUBACKs queued and not yet written.
+	pubacksQueued atomic.Int32
 	writing     bool
 	waitingGate uint64 // gate a store waiter is registered for
 	closed      bool
 	closeAfter  bool // close once out is written (DISCONNECT queued)
+	written     bool // the last packet was written after closeAfter
 	ackRoom     *sync.Cond
 
 	detached chan struct{} // closed when the connection is fully cleaned up
@@ -268,6 +274,35 @@ func (c *conn) disconnect(ec *endCause) {
 	c.s.clock.closeLater(c, time.Second)
 }
 
+// finishWriting runs when the last packet (a refusal CONNACK, a
+// DISCONNECT) has been written: the write side is shut, so the client
+// reads everything up to that packet, and the reader then drains what the
+// client still sends for a moment before closing (closing with unread data
+// would reset the connection and lose the packet).
+func (c *conn) finishWriting() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	c.wmu.Lock()
+	c.written = true
+	c.ackRoom.Broadcast()
+	c.wmu.Unlock()
+}
+
+// linger reads and discards what the client still sends, until it closes
+// or a second has passed.
+func (c *conn) linger() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 512)
+	for n := 0; n < 4<<20; {
+		k, err := c.nc.Read(buf)
+		n += k
+		if err != nil {
+			return
+		}
+	}
+}
+
 // closeNet closes the network connection (idempotent).
 func (c *conn) closeNet() {
 	c.wmu.Lock()
@@ -300,6 +335,18 @@ func (c *conn) sendAck(b []byte, gate uint64) {
 		c.out = append(c.out, outItem{b: b, gate: gate, ack: true})
 		c.outBytes += len(b)
 		c.pendingAcks++
+	}
+	c.wmu.Unlock()
+}
+
+// sendPuback queues the PUBACK of a client's QoS 1 publish.
+func (c *conn) sendPuback(b []byte, gate uint64) {
+	c.wmu.Lock()
+	if !c.closed && !c.closeAfter {
+		c.out = append(c.out, outItem{b: b, gate: gate, ack: true, puback: true})
+		c.outBytes += len(b)
+		c.pendingAcks++
+		c.pubacksQueued.Add(1)
 	}
 	c.wmu.Unlock()
 }
@@ -360,13 +407,16 @@ func (c *conn) writeLoop() {
 			c.wmu.Unlock()
 			return
 		}
-		n, acks, zeros, size := 0, 0, 0, 0
+		n, acks, pubacks, zeros, size := 0, 0, 0, 0, 0
 		for n < len(c.out) && c.out[n].gate <= committed && size < 1<<20 {
 			it := c.out[n]
 			bufs = append(bufs, it.b)
 			size += len(it.b)
 			if it.ack {
 				acks++
+				if it.puback {
+					pubacks++
+				}
 			} else if isQoS0Publish(it.b) {
 				zeros++
 			}
@@ -388,7 +438,7 @@ func (c *conn) writeLoop() {
 				c.Committed()
 			}
 			if closeNow {
-				c.closeNet()
+				c.finishWriting()
 			}
 			return
 		}
@@ -406,6 +456,7 @@ func (c *conn) writeLoop() {
 		bufs = bufs[:0]
 		c.s.metrics.bytesOut.Add(uint64(size))
 		if acks > 0 {
+			c.pubacksQueued.Add(int32(-pubacks))
 			c.wmu.Lock()
 			c.pendingAcks -= acks
 			c.ackRoom.Broadcast()

@@ -297,3 +297,48 @@ func TestShutdownLeavesNoEngineGoroutines(t *testing.T) {
 		return !strings.Contains(stacks, "sockmq/sockmq/broker.(") && !strings.Contains(stacks, "sockmq/internal/store.(")
 	}, "every broker and store goroutine to end after Shutdown")
 }
+
+// The MQTT 5 properties a publisher gives a message reach its subscribers
+// unchanged (request/response needs the response topic and correlation
+// data).
+func TestPublishPropertiesReachSubscribers(t *testing.T) {
+	b := testutil.StartBroker(t, testutil.BrokerConfig(t), nil)
+	sub := testutil.DialRaw(t, b.MQTTAddr(), 5)
+	sub.Connect("sub", true, 0)
+	sub.Subscribe(1, "req/#", 1)
+	pub := testutil.DialRaw(t, b.MQTTAddr(), 5)
+	pub.Connect("pub", true, 0)
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 3, TopicName: "req/1", Payload: []byte("question")}
+	pk.Mods.AllowResponseInfo = true // mochi encodes the response topic only then
+	pk.Properties.ResponseTopic = "resp/1"
+	pk.Properties.CorrelationData = []byte("334")
+	pk.Properties.ContentType = "text/plain"
+	pk.Properties.PayloadFormat, pk.Properties.PayloadFormatFlag = 1, true
+	pk.Properties.User = []packets.UserProperty{{Key: "k", Val: "v"}}
+	pub.Send(pk)
+	got, _ := sub.Expect(packets.Publish, wait)
+	p := got.Properties
+	if p.ResponseTopic != "resp/1" || string(p.CorrelationData) != "334" || p.ContentType != "text/plain" ||
+		!p.PayloadFormatFlag || p.PayloadFormat != 1 || len(p.User) != 1 || p.User[0].Val != "v" {
+		t.Fatalf("properties delivered: %+v", p)
+	}
+}
+
+// A client that has more unanswered QoS 1/2 publishes than the Receive
+// Maximum the broker announced is disconnected with 0x93 [MQTT-3.3.4-9].
+func TestReceiveMaximumEnforced(t *testing.T) {
+	b := testutil.StartBroker(t, testutil.BrokerConfig(t), nil)
+	c := testutil.DialRaw(t, b.MQTTAddr(), 5)
+	ack := c.Connect("greedy", true, 0)
+	max := int(ack.Properties.ReceiveMaximum)
+	if max == 0 {
+		t.Fatal("CONNACK announces no Receive Maximum")
+	}
+	for i := 1; i <= max+1; i++ { // QoS 2 publishes never completed with PUBREL
+		c.Publish(uint16(i), "flow", 2, false, false, "m")
+	}
+	pk, _ := c.Expect(packets.Disconnect, wait)
+	if pk.ReasonCode != packets.ErrReceiveMaximum.Code {
+		t.Fatalf("DISCONNECT reason 0x%x, want 0x93", pk.ReasonCode)
+	}
+}

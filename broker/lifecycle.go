@@ -55,10 +55,14 @@ func (c *conn) cleanup() {
 	// A final packet (CONNACK refusal, DISCONNECT) is written before the
 	// connection closes; disconnect and refuse bound the wait.
 	c.wmu.Lock()
-	for c.closeAfter && !c.closed {
+	for c.closeAfter && !c.closed && !c.written {
 		c.ackRoom.Wait()
 	}
+	drain := c.written && !c.closed
 	c.wmu.Unlock()
+	if drain {
+		c.linger()
+	}
 	c.closeNet()
 	defer close(c.detached)
 	cause := c.cause.Load()

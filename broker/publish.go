@@ -50,15 +50,21 @@ func (c *conn) handlePublish(fh packets.FixedHeader, body []byte) error {
 	}
 	sess := c.sess
 
-	// Inbound QoS 2 already received (PUBREC sent, PUBREL awaited): a
-	// resend, not a new message [MQTT-4.3.3-9].
-	if fh.Qos == 2 {
+	if fh.Qos > 0 {
 		sess.mu.Lock()
 		_, dup := sess.in2[pk.PacketID]
+		unanswered := len(sess.in2) + int(c.pubacksQueued.Load())
 		sess.mu.Unlock()
-		if dup {
+		// Inbound QoS 2 already received (PUBREC sent, PUBREL awaited): a
+		// resend, not a new message [MQTT-4.3.3-9].
+		if dup && fh.Qos == 2 {
 			c.sendAck(ackPacket(packets.Pubrec, pk.PacketID, c.version, 0), 0)
 			return nil
+		}
+		// More unanswered QoS 1/2 publishes than the Receive Maximum the
+		// broker announced [MQTT-3.3.4-9].
+		if c.version == 5 && unanswered >= serverReceiveMax {
+			return packets.ErrReceiveMaximum
 		}
 	}
 
@@ -88,7 +94,7 @@ func (c *conn) handlePublish(fh packets.FixedHeader, body []byte) error {
 	gate = max(gate, s.route(m, sess, gate))
 	switch fh.Qos {
 	case 1:
-		c.sendAck(ackPacket(packets.Puback, pk.PacketID, c.version, 0), gate)
+		c.sendPuback(ackPacket(packets.Puback, pk.PacketID, c.version, 0), gate)
 	case 2:
 		c.sendAck(ackPacket(packets.Pubrec, pk.PacketID, c.version, 0), gate)
 	}
