@@ -89,12 +89,12 @@ type conn struct {
 	pendingAcks int // acks in out not yet written
 	// pubacksQueued counts PUBACKs queued and not yet written.
 	pubacksQueued atomic.Int32
-	writing     bool
-	waitingGate uint64 // gate a store waiter is registered for
-	closed      bool
-	closeAfter  bool // close once out is written (DISCONNECT queued)
-	written     bool // the last packet was written after closeAfter
-	ackRoom     *sync.Cond
+	writing       bool
+	waitingGate   uint64 // gate a store waiter is registered for
+	closed        bool
+	closeAfter    bool // close once out is written (DISCONNECT queued)
+	written       bool // the last packet was written after closeAfter
+	ackRoom       *sync.Cond
 
 	detached chan struct{} // closed when the connection is fully cleaned up
 }
