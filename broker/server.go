@@ -342,12 +342,16 @@ type connSet struct {
 	closed bool
 }
 
-func (cs *connSet) add(c *conn) bool {
+// add tracks c and counts it in wg, unless the set is closed (shutdown):
+// counting under the set's lock means every Add happens before the
+// shutdown's Wait, which starts after all() closed the set.
+func (cs *connSet) add(c *conn, wg *sync.WaitGroup) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if cs.closed {
 		return false
 	}
+	wg.Add(1)
 	if cs.m == nil {
 		cs.m = make(map[*conn]struct{})
 	}
@@ -378,12 +382,11 @@ func (cs *connSet) all() []*conn {
 func (s *Server) serveConn(nc net.Conn, listener string) {
 	c := newConn(s, nc, listener)
 	c.number = s.nextConn.Add(1)
-	s.connWG.Add(1)
-	defer s.connWG.Done()
-	if !s.conns.add(c) {
+	if !s.conns.add(c, &s.connWG) {
 		_ = nc.Close()
 		return
 	}
+	defer s.connWG.Done()
 	defer s.conns.remove(c)
 	c.serve()
 }

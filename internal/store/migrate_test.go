@@ -10,7 +10,9 @@ import (
 // testdata/schema1.db was written by sockmq before its own engine (mochi's
 // JSON storage records, schema 1): two persistent sessions that were
 // offline with queued messages (dev5: MQTT 5, QoS 1 and 2 subscriptions, a
-// delayed will; dev3: MQTT 3.1.1), and a retained message.
+// delayed will; dev3: MQTT 3.1.1), and a retained message. dev5's session
+// expiry (4e9 s) and will delay (3e9 s) are long enough that the fixture
+// never expires, whenever the tests run.
 func copyFixture(t *testing.T) string {
 	t.Helper()
 	data, err := os.ReadFile("testdata/schema1.db")
@@ -39,10 +41,10 @@ func TestMigrateSchema1(t *testing.T) {
 	if len(byID) != 2 || d5.Session.ProtocolVersion != 5 || d3.Session.ProtocolVersion != 4 {
 		t.Fatalf("sessions: %+v", snap.Sessions)
 	}
-	if d5.Session.Expiry != 3600 || d3.Session.Expiry != NeverExpires {
+	if d5.Session.Expiry != 4000000000 || d3.Session.Expiry != NeverExpires {
 		t.Fatalf("expiry dev5 %d dev3 %d", d5.Session.Expiry, d3.Session.Expiry)
 	}
-	if w := d5.Session.Will; w == nil || w.Topic != "status/dev5" || string(w.Payload) != "gone" || w.Delay != 600 || !w.Retain || w.QoS != 1 {
+	if w := d5.Session.Will; w == nil || w.Topic != "status/dev5" || string(w.Payload) != "gone" || w.Delay != 3000000000 || !w.Retain || w.QoS != 1 {
 		t.Fatalf("dev5 will: %+v", d5.Session.Will)
 	}
 	if d5.Session.DisconnectedAt == 0 {
