@@ -166,8 +166,18 @@ func TestMaxConnectionsPerAddress(t *testing.T) {
 	b := testutil.StartBroker(t, cfg, nil)
 	a1 := testutil.MustConnect5(t, b.MQTTAddr(), "a1")
 	a1.Sub(t, "x", 1)
-	_, idle := keepAlive(t, b.HTTPAddr(), "/healthz")  // an idle keep-alive connection counts, and gives way
-	a2 := testutil.MustConnect5(t, b.MQTTAddr(), "a2") // reclaims the idle HTTP connection
+	_, idle := keepAlive(t, b.HTTPAddr(), "/healthz") // an idle keep-alive connection counts, and gives way
+	// a2 reclaims the idle HTTP connection, once the HTTP server has marked
+	// it idle (right after writing its response: poll for that moment).
+	var a2 *testutil.Client5
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		c, ack, err := testutil.Connect5(t, testutil.Dial(t, b.MQTTAddr()), &paho.Connect{ClientID: "a2", CleanStart: true, KeepAlive: 30})
+		if err == nil && ack.ReasonCode == 0 {
+			a2 = c
+			return true
+		}
+		return false
+	}, "a2 to be admitted in place of the idle HTTP connection")
 	if !closedByServer(idle, 5*time.Second) {
 		t.Fatal("the idle keep-alive connection was not closed to admit a2")
 	}
