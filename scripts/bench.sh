@@ -12,8 +12,8 @@
 #   --acks    only the cost of acknowledging after the store committed
 #             (issue 10): QoS 1 to a persistent subscriber from 1 and 16
 #             publishers on sockmq with persistence.sync true and false,
-#             mosquitto and the "before" binary; then the clean-session MQTT
-#             scenarios, before vs after
+#             mosquitto (also with max_queued_messages 0) and the "before"
+#             binary; then the clean-session MQTT scenarios, before vs after
 #   --all     every section, --acks included
 #   --before PATH  a sockmq binary to compare with ("before"; also the
 #             BEFORE environment variable); without it --acks compares
@@ -21,9 +21,11 @@
 #   --pin-load CPUS  run the load tool under taskset -c CPUS
 #
 # Needs go, mosquitto (installed with apt-get if missing), node/npm (the
-# reference server in bench/ is installed with npm ci if missing), jq, curl.
+# reference server in bench/ is installed with npm ci if missing; not for
+# --acks), jq, curl.
 # Every server listens on 127.0.0.1 on free ports; everything started here
-# is stopped on exit. A watchdog ends the script after 15 minutes.
+# is stopped on exit. A watchdog ends the script after 15 minutes (25 with
+# --all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,7 +68,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-{ sleep 900; echo "bench.sh: watchdog: 15 minutes passed, stopping" >&2; kill -TERM $$; } >/dev/null 2>&1 &
+LIMIT_MIN=15
+if [ "$CLASSIC" = 1 ] && [ "$ACKS" = 1 ]; then LIMIT_MIN=25; fi
+{ sleep $((LIMIT_MIN * 60)); echo "bench.sh: watchdog: $LIMIT_MIN minutes passed, stopping" >&2; kill -TERM $$; } >/dev/null 2>&1 &
 WATCHDOG=$!
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
