@@ -3,32 +3,54 @@
 # SocketCluster bridge vs socketcluster-server, in the same run, on
 # loopback only, with the same load tool (cmd/sockmq-load).
 #
-# Usage: scripts/bench.sh [--quick] [--reps N] [--out DIR]
+# Usage: scripts/bench.sh [--quick] [--reps N] [--out DIR] [--acks|--all]
+#                         [--before PATH] [--pin-load CPUS]
 #   --quick   10x fewer messages and 1 repetition (to try the script)
 #   --reps N  repetitions of every configuration (default 3; medians shown)
 #   --out DIR where results.jsonl (every run) and results.md go
 #             (default: a new /tmp/sockmq-bench-results.* directory)
+#   --acks    only the cost of acknowledging after the store committed
+#             (issue 10): QoS 1 to a persistent subscriber from 1 and 16
+#             publishers on sockmq with persistence.sync true and false,
+#             mosquitto (also with max_queued_messages 0) and the "before"
+#             binary; then the clean-session MQTT scenarios, before vs after
+#   --all     every section, --acks included
+#   --before PATH  a sockmq binary to compare with ("before"; also the
+#             BEFORE environment variable); without it --acks compares
+#             this build with mosquitto only
+#   --pin-load CPUS  run the load tool under taskset -c CPUS
 #
 # Needs go, mosquitto (installed with apt-get if missing), node/npm (the
-# reference server in bench/ is installed with npm ci if missing), jq, curl.
+# reference server in bench/ is installed with npm ci if missing; not for
+# --acks), jq, curl.
 # Every server listens on 127.0.0.1 on free ports; everything started here
-# is stopped on exit. A watchdog ends the script after 15 minutes.
+# is stopped on exit. A watchdog ends the script after 15 minutes (25 with
+# --all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPS=3
 QUICK=0
 OUT=""
+CLASSIC=1   # the memory, throughput and stored-state sections
+ACKS=0      # the issue-10 section
+BEFORE=${BEFORE:-}
+PIN=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; REPS=1 ;;
     --reps) REPS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --acks) ACKS=1; CLASSIC=0 ;;
+    --all) ACKS=1; CLASSIC=1 ;;
+    --before) BEFORE=$2; shift ;;
+    --pin-load) PIN=$2; shift ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+if [ -n "$BEFORE" ] && [ ! -x "$BEFORE" ]; then echo "bench.sh: before binary $BEFORE is not executable" >&2; exit 2; fi
 [ -n "$OUT" ] || OUT=$(mktemp -d /tmp/sockmq-bench-results.XXXXXX)
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
@@ -46,7 +68,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-{ sleep 900; echo "bench.sh: watchdog: 15 minutes passed, stopping" >&2; kill -TERM $$; } >/dev/null 2>&1 &
+LIMIT_MIN=15
+if [ "$CLASSIC" = 1 ] && [ "$ACKS" = 1 ]; then LIMIT_MIN=25; fi
+{ sleep $((LIMIT_MIN * 60)); echo "bench.sh: watchdog: $LIMIT_MIN minutes passed, stopping" >&2; kill -TERM $$; } >/dev/null 2>&1 &
 WATCHDOG=$!
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -61,7 +85,7 @@ need_apt mosquitto mosquitto
 need_apt jq jq
 need_apt curl curl
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-if [ ! -d bench/node_modules/socketcluster-server ]; then
+if [ "$CLASSIC" = 1 ] && [ ! -d bench/node_modules/socketcluster-server ]; then
   log "installing bench/ (npm ci)"
   (cd bench && npm ci --no-audit --no-fund >/dev/null)
 fi
@@ -70,6 +94,12 @@ log "building sockmq and sockmq-load"
 CGO_ENABLED=0 go build -trimpath -o "$WORK/sockmq" ./cmd/sockmq
 CGO_ENABLED=0 go build -trimpath -o "$WORK/sockmq-load" ./cmd/sockmq-load
 LOAD=$WORK/sockmq-load
+if [ -n "$PIN" ]; then
+  command -v taskset >/dev/null || { echo "bench.sh: --pin-load needs taskset (util-linux)" >&2; exit 2; }
+  LOAD_RUN=(taskset -c "$PIN" "$LOAD")
+else
+  LOAD_RUN=("$LOAD")
+fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 HZ=$(getconf CLK_TCK)
@@ -98,12 +128,12 @@ wait_port() { # port seconds
 # --- servers ---------------------------------------------------------------
 # Each start_* function starts a fresh server on free loopback ports and
 # sets its *_PID and address variables; stop_server stops one.
-start_sockmq() { # NAME
-  local dir=$WORK/sockmq-$1 code
+start_sockmq() { # NAME [BINARY [SYNC]]
+  local dir=$WORK/sockmq-$1 bin=${2:-$WORK/sockmq} sync=${3:-true} code
   mkdir -p "$dir"
   SMQ_PORT=$(free_port); SMQ_HTTP=$(free_port)
   cat >"$dir/sockmq.yaml" <<EOF
-# Production-like: persistence on (fsync per batch), default limits.
+# Production-like: persistence on (fsync per batch unless sync is false), default limits.
 listeners:
   mqtt:
     address: 127.0.0.1:$SMQ_PORT
@@ -112,15 +142,16 @@ listeners:
 persistence:
   enabled: true
   data_dir: $dir/data
-  sync: true
+  sync: $sync
 logging:
   level: warn
 EOF
-  "$WORK/sockmq" check -c "$dir/sockmq.yaml" >/dev/null
-  "$WORK/sockmq" serve -c "$dir/sockmq.yaml" 2>"$dir/sockmq.log" &
+  "$bin" check -c "$dir/sockmq.yaml" >/dev/null
+  "$bin" serve -c "$dir/sockmq.yaml" 2>"$dir/sockmq.log" &
   SMQ_PID=$!; PIDS+=("$SMQ_PID")
   wait_port "$SMQ_PORT" 20 && wait_port "$SMQ_HTTP" 20 || { cat "$dir/sockmq.log"; echo "sockmq did not start" >&2; exit 1; }
   SMQ_ADDR=127.0.0.1:$SMQ_PORT
+  SMQ_METRICS=http://127.0.0.1:$SMQ_HTTP/metrics
   BRIDGE_URL=ws://127.0.0.1:$SMQ_HTTP/socketcluster/
   # Is the bridge served? (101 Switching Protocols to a WebSocket upgrade.)
   code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
@@ -128,7 +159,7 @@ EOF
   if [ "$code" = 101 ]; then BRIDGE=1; else BRIDGE=0; fi
 }
 
-start_mosquitto() { # NAME
+start_mosquitto() { # NAME [EXTRA-CONFIG-LINE]
   local dir=$WORK/mosquitto-$1
   mkdir -p "$dir"; chmod 755 "$WORK" "$dir"
   MOSQ_PORT=$(free_port)
@@ -137,6 +168,7 @@ listener $MOSQ_PORT 127.0.0.1
 allow_anonymous true
 log_type error
 log_type warning
+${2:-}
 EOF
   chmod 644 "$dir/mosquitto.conf"
   "$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
@@ -165,32 +197,58 @@ start_sockmq probe
 stop_server "$SMQ_PID"
 [ "$BRIDGE" = 1 ] || log "the SocketCluster bridge is not served by this build: sockmq SC scenarios are skipped"
 
-SCS_VERSION=$(node -p "require('./bench/node_modules/socketcluster-server/package.json').version")
+BEFORE_DESC=""
+if [ -n "$BEFORE" ]; then
+  BEFORE_DESC="; before: $BEFORE ($(stat -c '%y' "$BEFORE" | cut -d. -f1), sha256 $(sha256sum "$BEFORE" | cut -c1-12))"
+fi
+SCS_VERSION="(not used)"
+if [ "$CLASSIC" = 1 ]; then SCS_VERSION=$(node -p "require('./bench/node_modules/socketcluster-server/package.json').version"); fi
 MOSQ_VERSION=$( ("$MOSQUITTO" -h 2>&1 || true) | awk 'NR==1{print $3}')
 {
   echo "# sockmq side-by-side benchmark"
   echo
-  echo "- date: $(date -u +%FT%TZ); sockmq $(git describe --tags --always --dirty 2>/dev/null || echo dev)"
+  echo "- date: $(date -u +%FT%TZ); sockmq $(git describe --tags --always --dirty 2>/dev/null || echo dev)$BEFORE_DESC"
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
-  echo "- $(go version | cut -d' ' -f3), mosquitto $MOSQ_VERSION, socketcluster-server $SCS_VERSION, node $(node --version)"
+  echo "- $(go version | cut -d' ' -f3), mosquitto $MOSQ_VERSION, socketcluster-server $SCS_VERSION, node $(node --version 2>/dev/null || echo -)"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg); repetitions: $REPS (medians shown)"
+  [ -z "$PIN" ] || echo "- load tool pinned to CPUs $PIN (taskset); servers unpinned"
 } >"$OUT/header.md"
 cat "$OUT/header.md" >&2
 
 # --- measurement helpers ---------------------------------------------------
 scale() { if [ "$QUICK" = 1 ]; then echo $(($1 / 10)); else echo "$1"; fi; }
 
+# commit_stats URL: the store's commit histograms' sums and counts from
+# sockmq's /metrics as a JSON object ({} if the server has none).
+commit_stats() {
+  [ -n "$1" ] || { echo '{}'; return; }
+  curl -s --max-time 3 "$1" 2>/dev/null | awk '
+    /^sockmq_store_commit_seconds_sum /{s=$2} /^sockmq_store_commit_seconds_count /{n=$2}
+    /^sockmq_store_commit_writes_sum /{w=$2}
+    END{ if (n != "") printf "{\"secs\":%s,\"commits\":%s,\"writes\":%s}\n", s, n, w; else print "{}" }'
+}
+
 # pubsub SCENARIO SERVER PID LOADTOOL-ARGS...: one run, one JSON line.
+# With METRICS set to a sockmq /metrics URL, the store's commits during the
+# run are added (commits, commit_secs, commit_writes); SECTION and ORDER
+# (the server's place in its table) are copied into the line.
 pubsub() {
   local scen=$1 srv=$2 pid=$3; shift 3
-  local c0 c1 json
+  local c0 c1 json m0 m1 load1
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  m0=$(commit_stats "${METRICS:-}")
   c0=$(cpu_ticks "$pid")
-  json=$("$LOAD" "$@" --json --timeout 90s --label "$scen") || true
+  json=$("${LOAD_RUN[@]}" "$@" --json --timeout 90s --label "$scen") || true
   c1=$(cpu_ticks "$pid")
+  m1=$(commit_stats "${METRICS:-}")
   [ -n "$json" ] || json='{"error":"no output"}'
   jq -c --arg scen "$scen" --arg srv "$srv" --argjson cpu "$((c1 - c0))" --argjson hz "$HZ" \
-    '. + {scenario:$scen, server:$srv, server_cpu_secs:($cpu/$hz)}' <<<"$json" | tee -a "$RESULTS" |
-    jq -r '"  \(.scenario) \(.server): \(.deliver_rate|floor) msg/s delivered, p50 \(.lat_p50_ms) ms, p99 \(.lat_p99_ms) ms, lost \(.lost) \(.error // "")"' >&2
+    --argjson m0 "$m0" --argjson m1 "$m1" --argjson load1 "$load1" --arg section "${SECTION:-main}" --argjson order "${ORDER:-0}" \
+    '. + {scenario:$scen, server:$srv, server_cpu_secs:($cpu/$hz), load1:$load1, section:$section, order:$order}
+     + (if $m0.commits != null and $m1.commits != null then
+          {commits:($m1.commits - $m0.commits), commit_secs:($m1.secs - $m0.secs), commit_writes:($m1.writes - $m0.writes)}
+        else {} end)' <<<"$json" | tee -a "$RESULTS" |
+    jq -r '"  \(.scenario) \(.server): \(.deliver_rate|floor) msg/s delivered, p50 \(.lat_p50_ms) ms, p99 \(.lat_p99_ms) ms, ack p99 \(.ack_p99_ms) ms, lost \(.lost) \(.error // "")"' >&2
 }
 
 # conns SCENARIO SERVER PID COMMAND TARGET-FLAG TARGET N: RSS per idle connection.
@@ -224,6 +282,21 @@ idle_cpu() {
 }
 
 # --- scenarios -------------------------------------------------------------
+# The MQTT scenarios with clean sessions: the rows of the side-by-side
+# throughput section, and what the --acks section checks did not get slower.
+clean_mqtt_scenarios() { # RUNNER: called as RUNNER SCENARIO LOAD-ARGS...
+  "$1" mqtt-1to1-qos0 --pubs 1 --subs 1 --msgs "$(scale 100000)" --qos 0 --size 64
+  "$1" mqtt-1to1-qos1 --pubs 1 --subs 1 --msgs "$(scale 50000)" --qos 1 --size 64
+  "$1" mqtt-fanout-1to100-qos0 --pubs 1 --subs 100 --msgs "$(scale 5000)" --qos 0 --size 64
+  "$1" mqtt-fanin-50to1-qos0 --pubs 50 --subs 1 --msgs "$(scale 2000)" --qos 0 --size 64 --topic-fanout per-pub
+  # No window: the publisher runs as fast as it can and the brokers' queue
+  # limits decide what is dropped (mosquitto max_queued_messages 1000,
+  # sockmq limits.max_inflight 8192 / max_queued_messages 1024).
+  "$1" mqtt-fanout-1to20-qos1-unthrottled --pubs 1 --subs 20 --msgs "$(scale 20000)" --qos 1 --size 64 --window 0
+  "$1" mqtt-1to1-qos1-at-2000/s --pubs 1 --subs 1 --msgs "$(scale 6000)" --qos 1 --size 64 --rate 2000 --window 0
+}
+
+if [ "$CLASSIC" = 1 ]; then
 # Idle memory: every measurement on a freshly started server, so that
 # memory freed by earlier runs cannot be reused and hide the growth.
 log "idle connections: memory per connection"
@@ -254,15 +327,7 @@ sc_pair() {
 log "throughput and latency"
 for ((r = 1; r <= REPS; r++)); do
   log "repetition $r of $REPS"
-  mqtt_pair mqtt-1to1-qos0 --pubs 1 --subs 1 --msgs "$(scale 100000)" --qos 0 --size 64
-  mqtt_pair mqtt-1to1-qos1 --pubs 1 --subs 1 --msgs "$(scale 50000)" --qos 1 --size 64
-  mqtt_pair mqtt-fanout-1to100-qos0 --pubs 1 --subs 100 --msgs "$(scale 5000)" --qos 0 --size 64
-  mqtt_pair mqtt-fanin-50to1-qos0 --pubs 50 --subs 1 --msgs "$(scale 2000)" --qos 0 --size 64 --topic-fanout per-pub
-  # No window: the publisher runs as fast as it can and the brokers' queue
-  # limits decide what is dropped (mosquitto max_queued_messages 1000,
-  # sockmq limits.max_inflight 8192 / max_queued_messages 1024).
-  mqtt_pair mqtt-fanout-1to20-qos1-unthrottled --pubs 1 --subs 20 --msgs "$(scale 20000)" --qos 1 --size 64 --window 0
-  mqtt_pair mqtt-1to1-qos1-at-2000/s --pubs 1 --subs 1 --msgs "$(scale 6000)" --qos 1 --size 64 --rate 2000 --window 0
+  clean_mqtt_scenarios mqtt_pair
   sc_pair sc-1to1 --pubs 1 --subs 1 --msgs "$(scale 50000)" --size 64
   sc_pair sc-fanout-1to100 --pubs 1 --subs 100 --msgs "$(scale 3000)" --size 64
   if [ "$BRIDGE" = 1 ]; then
@@ -287,6 +352,55 @@ for state in retained queued; do
     stop_server "$pid"
   done
 done
+fi # CLASSIC
+
+# Acknowledged means stored (issue 10): sockmq acknowledges a QoS 1/2
+# publish only once the store has committed what it promises. QoS 1 to one
+# persistent subscriber (clean_session=false, so every message is stored
+# and deleted again) from 1 and from 16 publishers on one shared topic:
+# this build with persistence.sync true and false, mosquitto (persistence
+# off: it never fsyncs) and, with --before, an earlier sockmq binary
+# (sync true). Then the clean-session MQTT scenarios on before, after
+# (sync true) and mosquitto. Every server runs for the whole section and
+# each scenario visits them in turn, so load from other processes spreads
+# over all of them.
+if [ "$ACKS" = 1 ]; then
+  log "acknowledged means stored: starting servers"
+  ACK_NAMES=(); ACK_PIDS=(); ACK_ADDRS=(); ACK_METRICS=()
+  add_ack_server() { ACK_NAMES+=("$1"); ACK_PIDS+=("$2"); ACK_ADDRS+=("$3"); ACK_METRICS+=("$4"); }
+  if [ -n "$BEFORE" ]; then
+    start_sockmq acks-before "$BEFORE" true; add_ack_server "before" "$SMQ_PID" "$SMQ_ADDR" "$SMQ_METRICS"
+  fi
+  start_sockmq acks-sync "$WORK/sockmq" true; add_ack_server "after, sync true" "$SMQ_PID" "$SMQ_ADDR" "$SMQ_METRICS"
+  start_sockmq acks-nosync "$WORK/sockmq" false; add_ack_server "after, sync false" "$SMQ_PID" "$SMQ_ADDR" "$SMQ_METRICS"
+  start_mosquitto acks; add_ack_server mosquitto "$MOSQ_PID" "$MOSQ_ADDR" ""
+  # mosquitto's default max_queued_messages (1000) counts a subscriber's
+  # unacknowledged messages; when the load tool's subscriber lags with its
+  # PUBACKs (16 publishers compete with it for the CPU) mosquitto drops
+  # messages. This one does not, so its throughput is for every message.
+  start_mosquitto acks-unlimited "max_queued_messages 0"
+  add_ack_server "mosquitto, max_queued_messages 0" "$MOSQ_PID" "$MOSQ_ADDR" ""
+
+  # on_servers PATTERN SCENARIO LOAD-ARGS...: one run on every server
+  # whose name matches the extended regular expression PATTERN.
+  on_servers() {
+    local pat=$1 scen=$2 i; shift 2
+    for i in "${!ACK_NAMES[@]}"; do
+      [[ ${ACK_NAMES[$i]} =~ $pat ]] || continue
+      SECTION=acks ORDER=$i METRICS=${ACK_METRICS[$i]} \
+        pubsub "$scen" "${ACK_NAMES[$i]}" "${ACK_PIDS[$i]}" mqtt --addr "${ACK_ADDRS[$i]}" "$@"
+    done
+  }
+  clean_on_servers() { on_servers '^(before|after, sync true|mosquitto)$' "$@"; }
+
+  for ((r = 1; r <= REPS; r++)); do
+    log "acknowledged means stored: repetition $r of $REPS"
+    on_servers . persistent-qos1-1pub --pubs 1 --subs 1 --msgs "$(scale 30000)" --qos 1 --size 64 --persistent
+    on_servers . persistent-qos1-16pubs --pubs 16 --subs 1 --msgs "$(scale 3000)" --qos 1 --size 64 --persistent
+    clean_mqtt_scenarios clean_on_servers
+  done
+  for i in "${!ACK_PIDS[@]}"; do stop_server "${ACK_PIDS[$i]}"; done
+fi # ACKS
 
 # --- report ----------------------------------------------------------------
 echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/header.md"
@@ -295,27 +409,49 @@ jq -rs --arg statedesc "idle-cpu-retained: $(scale 100000) retained messages; id
     elif length % 2 == 1 then .[(length - 1) / 2] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
   def r0: if . == null then "-" else (. + 0.5 | floor | tostring) end;
   def r2: if . == null then "-" else ((. * 100 + 0.5 | floor) / 100 | tostring) end;
-  (map(select(.deliver_rate != null)) | group_by(.scenario) |
-    ["", "## Throughput and latency (64 B payloads; medians)", "",
-     "| scenario | server | delivered msg/s | published msg/s | p50 ms | p99 ms | lost (sum) | dup (sum) | server CPU µs/msg |",
-     "|---|---|---:|---:|---:|---:|---:|---:|---:|"] +
+  def ratio($a; $b): if $a == null or $b == null or $b == 0 then "-" else ($a / $b | r2) + "×" end;
+  def table($title; $head; $rows): if ($rows | length) == 0 then [] else ["", $title, ""] + $head + $rows end;
+  def per(f; g): if (f // 0) > 0 and g != null then g / f else null end;
+  (map(select(.deliver_rate != null)) | map(select((.section // "main") == "main")) | group_by(.scenario) |
+    table("## Throughput and latency (64 B payloads; medians)";
+     ["| scenario | server | delivered msg/s | published msg/s | p50 ms | p99 ms | lost (sum) | dup (sum) | server CPU µs/msg |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|"];
     (map(group_by(.server) | map(
       "| \(.[0].scenario) | \(.[0].server) | \(map(.deliver_rate) | median | r0) | \(map(.publish_rate) | median | r0) | \(map(.lat_p50_ms) | median | r2) | \(map(.lat_p99_ms) | median | r2) | \(map(.lost) | add) | \(map(.duplicates) | add) | \(map(if .delivered > 0 then .server_cpu_secs * 1e6 / .delivered else null end) | median | r2) |"
-    )) | flatten)) +
+    )) | flatten))) +
+  (map(select(.section == "acks" and (.scenario | startswith("persistent-")))) | group_by(.scenario) |
+    table("## Acknowledged means stored: QoS 1 to one persistent subscriber (64 B payloads; medians)";
+     ["commits/s, writes/commit and ms/commit are the store'"'"'s group commits during the run, from sockmq_store_commit_seconds and sockmq_store_commit_writes on /metrics (- where the server has none).", "",
+      "| scenario | server | delivered msg/s | (min–max) | vs mosquitto | ack p50 ms | ack p99 ms | end-to-end p99 ms | lost (sum) | dup (sum) | server CPU µs/msg | commits/s | writes/commit | ms/commit | load avg |",
+      "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"];
+    (map((map(select(.server == "mosquitto") | .deliver_rate) | median) as $mosq | group_by(.order) | map(
+      (map(.deliver_rate) | median) as $rate |
+      "| \(.[0].scenario) | \(.[0].server) | \($rate | r0) | \(map(.deliver_rate) | min | r0)–\(map(.deliver_rate) | max | r0) | \(ratio($rate; $mosq)) | \(map(.ack_p50_ms) | median | r2) | \(map(.ack_p99_ms) | median | r2) | \(map(.lat_p99_ms) | median | r2) | \(map(.lost) | add) | \(map(.duplicates) | add) | \(map(per(.delivered; .server_cpu_secs * 1e6)) | median | r2) | \(map(per(.deliver_secs; .commits)) | median | r0) | \(map(per(.commits; .commit_writes)) | median | r0) | \(map(per(.commits; .commit_secs * 1000)) | median | r2) | \(map(.load1) | median | r2) |"
+    )) | flatten))) +
+  (map(select(.section == "acks" and (.scenario | startswith("persistent-") | not))) | group_by(.scenario) |
+    table("## Clean sessions, before vs after (64 B payloads; medians)";
+     ["\"vs before\": this row'"'"'s median over the before binary'"'"'s; slower by more than 10% = msg/s below 0.9× (or, at a fixed rate, p50 above 1.1×).", "",
+      "| scenario | server | delivered msg/s | (min–max) | vs before | p50 ms | vs before | p99 ms | ack p50 ms | ack p99 ms | lost (sum) | dup (sum) | server CPU µs/msg | load avg |",
+      "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"];
+    (map((map(select(.server == "before") | .deliver_rate) | median) as $brate |
+         (map(select(.server == "before") | .lat_p50_ms) | median) as $bp50 | group_by(.order) | map(
+      (map(.deliver_rate) | median) as $rate | (map(.lat_p50_ms) | median) as $p50 |
+      "| \(.[0].scenario) | \(.[0].server) | \($rate | r0) | \(map(.deliver_rate) | min | r0)–\(map(.deliver_rate) | max | r0) | \(ratio($rate; $brate)) | \($p50 | r2) | \(ratio($p50; $bp50)) | \(map(.lat_p99_ms) | median | r2) | \(map(.ack_p50_ms) | median | r2) | \(map(.ack_p99_ms) | median | r2) | \(map(.lost) | add) | \(map(.duplicates) | add) | \(map(per(.delivered; .server_cpu_secs * 1e6)) | median | r2) | \(map(.load1) | median | r2) |"
+    )) | flatten))) +
   (map(select(.kib_per_conn != null or .connected != null)) | group_by(.scenario) |
-    ["", "## Idle connections (RSS growth per connection; medians)", "",
-     "| scenario | server | connected | KiB/conn | RSS before KiB | RSS after KiB |", "|---|---|---:|---:|---:|---:|"] +
+    table("## Idle connections (RSS growth per connection; medians)";
+     ["| scenario | server | connected | KiB/conn | RSS before KiB | RSS after KiB |", "|---|---|---:|---:|---:|---:|"];
     (map(group_by(.server) | map(
       "| \(.[0].scenario) | \(.[0].server) | \(map(.connected) | min) of \(.[0].requested) | \(map(.kib_per_conn) | median | r2) | \(map(.rss_before_kib) | median | r0) | \(map(.rss_after_kib) | median | r0) |"
-    )) | flatten)) +
+    )) | flatten))) +
   (map(select(.cpu_ms_per_s != null)) | group_by(.scenario) |
-    ["", "## Idle CPU with stored state (ms of CPU per second of wall time; medians)", "",
-     $statedesc, "",
-     "| scenario | server | CPU ms/s | RSS KiB |", "|---|---|---:|---:|"] +
+    table("## Idle CPU with stored state (ms of CPU per second of wall time; medians)";
+     [$statedesc, "",
+      "| scenario | server | CPU ms/s | RSS KiB |", "|---|---|---:|---:|"];
     (map(group_by(.server) | map(
       "| \(.[0].scenario) | \(.[0].server) | \(map(.cpu_ms_per_s) | median | r2) | \(map(.rss_kib) | median | r0) |"
-    )) | flatten)) | .[]' "$RESULTS" >"$OUT/tables.md"
+    )) | flatten))) | .[]' "$RESULTS" >"$OUT/tables.md"
 cat "$OUT/header.md" "$OUT/tables.md" >"$OUT/results.md"
 cat "$OUT/results.md"
-[ "$BRIDGE" = 1 ] || echo -e "\nsockmq SocketCluster scenarios: not measured (bridge not served by this build)."
+[ "$CLASSIC" = 0 ] || [ "$BRIDGE" = 1 ] || echo -e "\nsockmq SocketCluster scenarios: not measured (bridge not served by this build)."
 echo -e "\nraw results: $RESULTS" >&2

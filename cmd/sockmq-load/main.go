@@ -13,7 +13,9 @@
 //
 // Every payload carries the publisher number, a sequence number and the
 // send time, so subscribers count lost and duplicated messages and the
-// end-to-end latency. Publishers can be throttled by a rate or by an
+// end-to-end latency. QoS 1/2 publishers also time every acknowledgement
+// (PUBLISH sent to PUBACK/PUBCOMP received), and mqtt subscribers can hold
+// persistent sessions (--persistent). Publishers can be throttled by a rate or by an
 // end-to-end window (how far they may run ahead of the subscribers), so a
 // run measures the throughput a broker sustains without dropping messages.
 //
@@ -43,6 +45,7 @@ Run "sockmq-load <command> --help" for the flags of a command.
 Examples:
   sockmq-load mqtt --addr 127.0.0.1:1883 --pubs 1 --subs 100 --msgs 20000 --qos 0 --size 64
   sockmq-load mqtt --addr 127.0.0.1:1883 --pubs 50 --subs 1 --msgs 2000 --topic-fanout per-pub
+  sockmq-load mqtt --addr 127.0.0.1:1883 --pubs 16 --subs 1 --msgs 5000 --qos 1 --persistent
   sockmq-load sc --url ws://127.0.0.1:8080/socketcluster/ --subs 100 --msgs 20000
   sockmq-load sc --url ws://127.0.0.1:8080/socketcluster/ --mqtt-pub 127.0.0.1:1883 --subs 100
   sockmq-load conns --addr 127.0.0.1:1883 --n 1000 --hold 30s

@@ -9,27 +9,43 @@ import (
 	"time"
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/sockmq/sockmq/internal/topic"
 )
 
 // connLost counts clients whose connection dropped during a run.
 var connLost atomic.Int64
 
-// mqttTransport makes MQTT 3.1.1 clients with paho.mqtt.golang: clean
-// sessions, keepalive 60s, no automatic reconnect.
+// mqttTransport makes MQTT 3.1.1 clients with paho.mqtt.golang: keepalive
+// 60s, no automatic reconnect, clean sessions, except subscribers when
+// persistent is set.
 type mqttTransport struct {
 	addr       string
 	qos        byte
 	user, pass string
 	inflight   int
 	seq        atomic.Int64
+	// persistent makes subscribers use persistent sessions
+	// (clean_session=false) with the client ids subID+"0", subID+"1", ...;
+	// their sessions stay on the broker after the run.
+	persistent bool
+	subID      string
 }
 
 func (t *mqttTransport) target() string { return "mqtt://" + t.addr }
 
+// clientID is a fresh id for a client with a clean session.
+func (t *mqttTransport) clientID(role string, i int) string {
+	return "sockmq-load-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-" + role + strconv.Itoa(i) + "-" + strconv.FormatInt(t.seq.Add(1), 10)
+}
+
 func (t *mqttTransport) connect(role string, i int, onMsg pahov3.MessageHandler) (pahov3.Client, error) {
-	id := "sockmq-load-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-" + role + strconv.Itoa(i) + "-" + strconv.FormatInt(t.seq.Add(1), 10)
+	return t.connectAs(t.clientID(role, i), true, onMsg)
+}
+
+func (t *mqttTransport) connectAs(id string, clean bool, onMsg pahov3.MessageHandler) (pahov3.Client, error) {
 	o := pahov3.NewClientOptions().AddBroker("tcp://" + t.addr).SetClientID(id).SetProtocolVersion(4).
-		SetCleanSession(true).SetKeepAlive(60 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).
+		SetCleanSession(clean).SetKeepAlive(60 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(5 * time.Second).SetWriteTimeout(10 * time.Second).SetOrderMatters(true).
 		SetConnectionLostHandler(func(pahov3.Client, error) { connLost.Add(1) })
 	if t.user != "" {
@@ -54,8 +70,22 @@ type mqttSub struct{ c pahov3.Client }
 func (s *mqttSub) Close() { s.c.Disconnect(50) }
 
 func (t *mqttTransport) newSub(_ context.Context, i int, filter string, _ []string, onMsg func([]byte)) (subscriber, error) {
-	h := func(_ pahov3.Client, m pahov3.Message) { onMsg(m.Payload()) }
-	c, err := t.connect("s", i, h)
+	// A persistent session may hold messages of an earlier run (same
+	// --sub-id): those on other topics are not ours (nil counts as foreign).
+	h := func(_ pahov3.Client, m pahov3.Message) {
+		if !topic.Match(filter, m.Topic()) {
+			onMsg(nil)
+			return
+		}
+		onMsg(m.Payload())
+	}
+	var c pahov3.Client
+	var err error
+	if t.persistent {
+		c, err = t.connectAs(t.subID+strconv.Itoa(i), false, h)
+	} else {
+		c, err = t.connect("s", i, h)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -78,17 +108,19 @@ func (t *mqttTransport) newSub(_ context.Context, i int, filter string, _ []stri
 }
 
 // mqttPub publishes to one topic, keeping at most inflight publishes
-// unconfirmed (QoS>0: acknowledged; QoS 0: written to the socket).
+// unconfirmed (QoS>0: acknowledged; QoS 0: written to the socket). For
+// QoS>0 it times every acknowledgement.
 type mqttPub struct {
 	c       pahov3.Client
 	topic   string
 	qos     byte
-	pending *window[pahov3.Token]
+	pending *window[pahov3.Token]   // QoS 0
+	acks    *ackTimer[pahov3.Token] // QoS 1 and 2
 }
 
 func waitToken(tok pahov3.Token, timeout time.Duration) error {
 	if !tok.WaitTimeout(timeout) {
-		return errors.New("publish not acknowledged in time")
+		return errAckTimeout
 	}
 	return tok.Error()
 }
@@ -98,18 +130,46 @@ func (t *mqttTransport) newPub(_ context.Context, i int, topic string) (publishe
 	if err != nil {
 		return nil, err
 	}
-	return &mqttPub{c: c, topic: topic, qos: t.qos, pending: newWindow(t.inflight, waitToken)}, nil
+	p := &mqttPub{c: c, topic: topic, qos: t.qos}
+	if t.qos == 0 {
+		p.pending = newWindow(t.inflight, waitToken)
+	} else {
+		p.acks = newAckTimer(t.inflight, waitToken)
+	}
+	return p, nil
 }
 
 func (p *mqttPub) Publish(payload []byte) error {
+	if p.acks != nil {
+		p.acks.reserve()
+		p.acks.add(time.Now(), p.c.Publish(p.topic, p.qos, false, payload))
+		return p.acks.take()
+	}
 	var err error
 	if p.pending.full() {
-		err = p.pending.waitOldest(10 * time.Second)
+		err = p.pending.waitOldest(ackTimeout)
 	}
 	p.pending.push(p.c.Publish(p.topic, p.qos, false, payload))
 	return err
 }
 
-func (p *mqttPub) Flush(timeout time.Duration) error { return p.pending.flush(timeout) }
+func (p *mqttPub) Flush(timeout time.Duration) error {
+	if p.acks != nil {
+		return p.acks.close(timeout)
+	}
+	return p.pending.flush(timeout)
+}
 
-func (p *mqttPub) Close() { p.c.Disconnect(50) }
+// ackTimes adds this publisher's acknowledgement times to h.
+func (p *mqttPub) ackTimes(h *histogram) {
+	if p.acks != nil {
+		p.acks.mergeInto(h)
+	}
+}
+
+func (p *mqttPub) Close() {
+	if p.acks != nil {
+		_ = p.acks.close(0)
+	}
+	p.c.Disconnect(50)
+}

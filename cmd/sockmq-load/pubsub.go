@@ -38,6 +38,8 @@ type pubsubOpts struct {
 	topicBase  string
 	jsonOut    bool
 	label      string
+	persistent bool   // mqtt: subscribers keep persistent sessions
+	subID      string // mqtt: client id prefix of persistent subscribers
 }
 
 // publisher sends payloads to one topic or channel.
@@ -89,6 +91,14 @@ type result struct {
 	LatP99Ms      float64 `json:"lat_p99_ms"`
 	LatMaxMs      float64 `json:"lat_max_ms"`
 	LatMeanMs     float64 `json:"lat_mean_ms"`
+	Persistent    bool    `json:"persistent_subs,omitempty"`
+	SubID         string  `json:"sub_id,omitempty"`
+	Acked         int64   `json:"acked"` // QoS>0 publishes whose acknowledgement was timed
+	AckP50Ms      float64 `json:"ack_p50_ms"`
+	AckP90Ms      float64 `json:"ack_p90_ms"`
+	AckP99Ms      float64 `json:"ack_p99_ms"`
+	AckMaxMs      float64 `json:"ack_max_ms"`
+	AckMeanMs     float64 `json:"ack_mean_ms"`
 	WindowStalls  int64   `json:"window_stalls"`
 	ConnLost      int64   `json:"conn_lost"`
 	ClientCPUSecs float64 `json:"client_cpu_secs"`
@@ -105,6 +115,8 @@ func pubsubFlags(kind string, stderr io.Writer) (*flag.FlagSet, *pubsubOpts) {
 		fs.IntVar(&o.qos, "qos", 0, "QoS of publishes and subscriptions: 0, 1 or 2")
 		fs.StringVar(&o.user, "user", "", "MQTT user name")
 		fs.StringVar(&o.pass, "pass", "", "MQTT password")
+		fs.BoolVar(&o.persistent, "persistent", false, "subscribers use persistent sessions (clean_session=false, client ids <sub-id>0, <sub-id>1, ...) and keep them when the run ends")
+		fs.StringVar(&o.subID, "sub-id", "", "with --persistent: client id prefix of the subscribers (default sockmq-load-<random>-s)")
 	} else {
 		fs.StringVar(&o.url, "url", "ws://127.0.0.1:8080/socketcluster/", "SocketCluster server URL (ws://, loopback only)")
 		fs.StringVar(&o.mqttPub, "mqtt-pub", "", "publish over MQTT to this broker host:port instead of over SC (cross-protocol: MQTT -> SC)")
@@ -131,7 +143,9 @@ func pubsubFlags(kind string, stderr io.Writer) (*flag.FlagSet, *pubsubOpts) {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: sockmq-load %s [flags]\n\n", kind)
 		if kind == "mqtt" {
-			fmt.Fprint(stderr, "Publishers and subscribers over MQTT 3.1.1 (paho.mqtt.golang), clean sessions, keepalive 60s.\n\n")
+			fmt.Fprint(stderr, "Publishers and subscribers over MQTT 3.1.1 (paho.mqtt.golang), clean sessions (subscribers: persistent\n"+
+				"with --persistent), keepalive 60s. With QoS 1/2 every publish's acknowledgement is timed\n"+
+				"(PUBLISH sent -> PUBACK / PUBCOMP received: ack latency).\n\n")
 		} else {
 			fmt.Fprint(stderr, "Publishers and subscribers over the SocketCluster protocol v2 (#handshake, #subscribe, #publish).\n\n")
 		}
@@ -158,6 +172,10 @@ func (o *pubsubOpts) validate() error {
 		return errors.New("--timeout must be between 0 and 30m")
 	case o.inflight < 1:
 		return errors.New("--inflight must be >= 1")
+	case o.subID != "" && !o.persistent:
+		return errors.New("--sub-id needs --persistent")
+	case len(o.subID) > 60:
+		return errors.New("--sub-id must be at most 60 bytes")
 	}
 	if o.kind == "mqtt" {
 		return checkLoopbackAddr(o.addr)
@@ -191,8 +209,12 @@ func runPubSub(kind string, args []string, stdout, stderr io.Writer) int {
 	defer killer.Stop()
 
 	var tr transport
+	if o.persistent && o.subID == "" {
+		o.subID = "sockmq-load-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-s"
+	}
 	if kind == "mqtt" {
-		tr = &mqttTransport{addr: o.addr, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight}
+		tr = &mqttTransport{addr: o.addr, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight,
+			persistent: o.persistent, subID: o.subID}
 	} else {
 		tr = &scTransport{url: o.url, invoke: o.invoke, inflight: o.inflight, mqttPub: o.mqttPub, prefix: o.prefix,
 			mqtt: &mqttTransport{addr: o.mqttPub, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight}}
@@ -220,7 +242,7 @@ type runState struct {
 
 func measure(o *pubsubOpts, tr transport) (res result) {
 	res = result{Label: o.label, Kind: o.kind, Target: tr.target(), Pubs: o.pubs, Subs: o.subs, QoS: o.qos, Size: o.size,
-		Fanout: o.fanout, Window: o.window, Rate: o.rate}
+		Fanout: o.fanout, Window: o.window, Rate: o.rate, Persistent: o.persistent, SubID: o.subID}
 	if o.kind == "sc" && o.mqttPub == "" {
 		res.QoS = 0
 	}
@@ -319,6 +341,12 @@ func measure(o *pubsubOpts, tr transport) (res result) {
 	}
 	wg.Wait()
 	pubEnd := time.Now()
+	var acks histogram
+	for _, p := range pubs {
+		if a, ok := p.(interface{ ackTimes(*histogram) }); ok {
+			a.ackTimes(&acks)
+		}
+	}
 
 	// Wait for deliveries: until all arrived, no progress for --drain, or
 	// the hard timeout.
@@ -362,6 +390,9 @@ func measure(o *pubsubOpts, tr transport) (res result) {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	res.LatP50Ms, res.LatP90Ms, res.LatP99Ms = ms(all.quantile(0.5)), ms(all.quantile(0.9)), ms(all.quantile(0.99))
 	res.LatMaxMs, res.LatMeanMs = ms(time.Duration(all.max)), ms(all.mean())
+	res.Acked = int64(acks.n)
+	res.AckP50Ms, res.AckP90Ms, res.AckP99Ms = ms(acks.quantile(0.5)), ms(acks.quantile(0.9)), ms(acks.quantile(0.99))
+	res.AckMaxMs, res.AckMeanMs = ms(time.Duration(acks.max)), ms(acks.mean())
 	res.WindowStalls = st.stalls.Load()
 	res.ConnLost = connLost.Load()
 	res.ClientCPUSecs = (cpuTime() - cpu0).Seconds()
@@ -464,6 +495,9 @@ func cpuTime() time.Duration {
 func printResult(w io.Writer, r result) {
 	fmt.Fprintf(w, "%s %s  pubs=%d subs=%d qos=%d size=%d fanout=%s window=%d rate=%g\n",
 		r.Kind, r.Target, r.Pubs, r.Subs, r.QoS, r.Size, r.Fanout, r.Window, r.Rate)
+	if r.Persistent {
+		fmt.Fprintf(w, "  subscribers: persistent sessions %s0..%s%d (kept)\n", r.SubID, r.SubID, r.Subs-1)
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}
@@ -472,6 +506,10 @@ func printResult(w io.Writer, r result) {
 		r.Delivered, r.Expected, r.DeliverSecs, r.DeliverRate, r.Lost, r.Duplicates, r.Foreign)
 	fmt.Fprintf(w, "  latency    p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms  mean %.3fms\n",
 		r.LatP50Ms, r.LatP90Ms, r.LatP99Ms, r.LatMaxMs, r.LatMeanMs)
+	if r.Acked > 0 {
+		fmt.Fprintf(w, "  ack latency p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms  mean %.3fms (%d acknowledgements)\n",
+			r.AckP50Ms, r.AckP90Ms, r.AckP99Ms, r.AckMaxMs, r.AckMeanMs, r.Acked)
+	}
 	fmt.Fprintf(w, "  window stalls %d, connections lost %d, load-tool CPU %.2fs, timed out %v\n",
 		r.WindowStalls, r.ConnLost, r.ClientCPUSecs, r.TimedOut)
 }
