@@ -54,7 +54,8 @@ type outItem struct {
 // while something is queued.
 type conn struct {
 	s         *Server
-	nc        net.Conn
+	nc        net.Conn // closed through this (it frees the connection's slot)
+	raw       net.Conn // nc without the gate's wrapper: writes (writev) and CloseWrite
 	listener  string
 	remote    string
 	transport string
@@ -107,7 +108,11 @@ type endCause struct {
 }
 
 func newConn(s *Server, nc net.Conn, listener string) *conn {
-	c := &conn{s: s, nc: nc, listener: listener, remote: nc.RemoteAddr().String(), transport: transportOf(listener),
+	raw := nc
+	if g, ok := nc.(*gatedConn); ok {
+		raw = g.Conn // a *net.TCPConn: net.Buffers are written with one writev
+	}
+	c := &conn{s: s, nc: nc, raw: raw, listener: listener, remote: nc.RemoteAddr().String(), transport: transportOf(listener),
 		detached: make(chan struct{})}
 	c.ackRoom = sync.NewCond(&c.wmu)
 	c.subRate = s.newSubscribeBucket()
@@ -280,7 +285,7 @@ func (c *conn) disconnect(ec *endCause) {
 // client still sends for a moment before closing (closing with unread data
 // would reset the connection and lose the packet).
 func (c *conn) finishWriting() {
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
 	c.wmu.Lock()
@@ -450,8 +455,8 @@ func (c *conn) writeLoop() {
 		c.queued0 -= zeros
 		c.wmu.Unlock()
 
-		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		_, err := bufs.WriteTo(c.nc)
+		_ = c.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := bufs.WriteTo(c.raw)
 		clear(bufs)
 		bufs = bufs[:0]
 		c.s.metrics.bytesOut.Add(uint64(size))

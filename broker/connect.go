@@ -402,7 +402,7 @@ func (s *Server) persistSession(sess *session, all bool) {
 		for _, e := range sess.queue[sess.head:] {
 			if e != nil && !e.done {
 				id := w.Ref(&e.m.ref, e.m.record)
-				w.PutOut(sess.id, e.record(id))
+				w.CreateOut(sess.id, e.record(id))
 			}
 		}
 		for pid := range sess.in2 {

@@ -262,7 +262,7 @@ func (s *Server) deliver(sess *session, m *msg, qos byte, retain bool, subIDs []
 		}
 		gate = s.store.Write(func(w *store.Writer) {
 			rec.MsgID = w.Ref(&m.ref, m.record)
-			w.PutOut(sess.id, rec)
+			w.CreateOut(sess.id, rec)
 		})
 		if qos == 2 {
 			e.gate = max(e.gate, gate) // its first PUBLISH waits until the broker can resume it

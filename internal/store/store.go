@@ -90,6 +90,19 @@ type Store struct {
 type batch struct {
 	seq uint64
 	ops []op
+	// puts indexes the batch's last put of each queued-entry and body key,
+	// so that a delete of a key this batch created cancels both writes
+	// (a message acknowledged before its copy was committed costs the disk
+	// nothing).
+	puts map[string]int
+}
+
+// record notes op i as the batch's latest put of key.
+func (b *batch) record(key []byte, i int) {
+	if b.puts == nil {
+		b.puts = make(map[string]int)
+	}
+	b.puts[string(key)] = i
 }
 
 type opKind uint8
@@ -98,6 +111,7 @@ const (
 	opPut opKind = iota
 	opDel
 	opDelPrefix
+	opNone // cancelled: a put whose key was deleted in the same batch
 )
 
 type op struct {
@@ -105,6 +119,9 @@ type op struct {
 	bucket []byte
 	key    []byte
 	val    []byte
+	// created: the put creates the key (nothing was stored under it
+	// before this batch), so a delete in the same batch cancels both.
+	created bool
 }
 
 // Open opens (creating or migrating) the store in opts.Dir and starts its
@@ -211,16 +228,48 @@ func (w *Writer) PutSubscription(clientID string, sub *Subscription) {
 // DeleteSubscription removes a subscription.
 func (w *Writer) DeleteSubscription(clientID, filter string) { w.del(bSubs, subKey(clientID, filter)) }
 
-// PutOut writes (or rewrites, when its state changes) a queued entry. The
-// entry's body must be referenced (Ref) before it is first written.
+// CreateOut writes a new queued entry. The entry's body must be
+// referenced (Ref) first.
+func (w *Writer) CreateOut(clientID string, o *OutEntry) {
+	e := &enc{}
+	o.encode(e)
+	w.putIndexed(bOut, outKey(clientID, o.Seq), e.b, true)
+}
+
+// PutOut rewrites a queued entry whose state changed.
 func (w *Writer) PutOut(clientID string, o *OutEntry) {
 	e := &enc{}
 	o.encode(e)
-	w.put(bOut, outKey(clientID, o.Seq), e)
+	w.putIndexed(bOut, outKey(clientID, o.Seq), e.b, false)
 }
 
 // DeleteOut removes a queued entry.
-func (w *Writer) DeleteOut(clientID string, seq uint64) { w.del(bOut, outKey(clientID, seq)) }
+func (w *Writer) DeleteOut(clientID string, seq uint64) { w.delIndexed(bOut, outKey(clientID, seq)) }
+
+// putIndexed appends a put of key, or rewrites this batch's earlier put
+// of it (which keeps its "created" mark).
+func (w *Writer) putIndexed(bucket, key, val []byte, created bool) {
+	if i, ok := w.b.puts[string(key)]; ok && w.b.ops[i].kind == opPut {
+		w.b.ops[i].val = val
+		return
+	}
+	w.b.ops = append(w.b.ops, op{kind: opPut, bucket: bucket, key: key, val: val, created: created})
+	w.b.record(key, len(w.b.ops)-1)
+}
+
+// delIndexed deletes key; if this batch created it, both writes are
+// cancelled instead.
+func (w *Writer) delIndexed(bucket, key []byte) {
+	if i, ok := w.b.puts[string(key)]; ok && w.b.ops[i].kind == opPut {
+		created := w.b.ops[i].created
+		w.b.ops[i] = op{kind: opNone}
+		delete(w.b.puts, string(key))
+		if created {
+			return
+		}
+	}
+	w.del(bucket, key)
+}
 
 // PutInbound2 records that PUBREC was sent for an inbound QoS 2 packet id.
 func (w *Writer) PutInbound2(clientID string, pid uint16) {
@@ -261,7 +310,7 @@ func (w *Writer) Ref(r *BodyRef, msg func() *Message) uint64 {
 		m := msg()
 		e := &enc{}
 		m.encode(e)
-		w.put(bBodies, bodyKey(r.id), e)
+		w.putIndexed(bBodies, bodyKey(r.id), e.b, true)
 	}
 	r.refs++
 	return r.id
@@ -274,7 +323,7 @@ func (w *Writer) Unref(r *BodyRef) {
 	}
 	r.refs--
 	if r.refs == 0 {
-		w.del(bBodies, bodyKey(r.id))
+		w.delIndexed(bBodies, bodyKey(r.id))
 	}
 }
 
@@ -370,8 +419,8 @@ func (s *Store) run() {
 				start := time.Now()
 				err := s.commit(b)
 				if err == nil {
-					if s.opts.OnCommit != nil {
-						s.opts.OnCommit(len(b.ops), time.Since(start))
+					if n := b.live(); n > 0 && s.opts.OnCommit != nil {
+						s.opts.OnCommit(n, time.Since(start))
 					}
 					if s.failing.Swap(false) {
 						s.log.Info("store commits succeed again")
@@ -423,12 +472,26 @@ func (s *Store) release(seq uint64) {
 	}
 }
 
+// live counts the writes of b that were not cancelled.
+func (b *batch) live() int {
+	n := 0
+	for _, o := range b.ops {
+		if o.kind != opNone {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Store) commit(b *batch) error {
-	if len(b.ops) == 0 {
-		return nil
+	if b.live() == 0 {
+		return nil // nothing to write: no transaction, no fsync
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, o := range b.ops {
+			if o.kind == opNone {
+				continue
+			}
 			bk := tx.Bucket(o.bucket)
 			var err error
 			switch o.kind {
@@ -438,6 +501,8 @@ func (s *Store) commit(b *batch) error {
 				err = bk.Delete(o.key)
 			case opDelPrefix:
 				err = deletePrefix(bk, o.key)
+			case opNone:
+				continue
 			}
 			if err != nil {
 				return fmt.Errorf("%s %q: %w", o.bucket, o.key, err)

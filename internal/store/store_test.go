@@ -139,3 +139,38 @@ func TestUnrefDeletesBodyAndDeleteSessionRemovesEverything(t *testing.T) {
 		t.Fatalf("the last Unref must delete the body: %d left", len(snap.Bodies))
 	}
 }
+
+// A queued entry (and its body) deleted in the batch that created it is
+// never written: the message was acknowledged before its copy reached the
+// disk, so the disk has nothing to do.
+func TestCreateThenDeleteInOneBatchWritesNothing(t *testing.T) {
+	var writes atomic.Int64
+	s, err := Open(Options{Dir: t.TempDir(), Sync: true, OnCommit: func(n int, _ time.Duration) { writes.Add(int64(n)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ref := &BodyRef{}
+	msg := func() *Message { return &Message{Topic: "t", Payload: []byte("x")} }
+	seq := s.Write(func(w *Writer) {
+		id := w.Ref(ref, msg)
+		w.CreateOut("c", &OutEntry{Seq: 1, PacketID: 1, QoS: 1, MsgID: id})
+		w.PutOut("c", &OutEntry{Seq: 1, PacketID: 1, QoS: 1, State: OutSent, MsgID: id})
+		w.DeleteOut("c", 1)
+		w.Unref(ref)
+		// An entry updated (not created) in the batch keeps its delete.
+		w.PutOut("c", &OutEntry{Seq: 2, PacketID: 2, QoS: 1, MsgID: 9})
+		w.DeleteOut("c", 2)
+	})
+	done := make(chan struct{})
+	if s.Wait(seq, WaiterFunc(func() { close(done) })) {
+		s.nudge()
+		<-done
+	}
+	if got := writes.Load(); got != 1 {
+		t.Fatalf("committed %d writes, want 1 (the delete of the entry that existed before)", got)
+	}
+}
