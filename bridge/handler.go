@@ -58,7 +58,7 @@ type Handler struct {
 	hub      *hub
 	guard    *limit.LoginGuard
 	limits   *limit.Recorder
-	failLog  *rateLog // failed logins
+	failLog  *limit.LogLimiter // failed logins
 
 	revocations    Revocations
 	ownRevocations *revocationList // nil when Options.Revocations was given
@@ -107,7 +107,7 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 		guard:   opts.LoginGuard,
 		limits: limit.NewRecorder(opts.Registerer, log, "bridge_login_timeout", "bridge_max_failed_logins", "bridge_revoked_tokens", limitOrigins,
 			limitSubscribeRate, limitInvokeRate),
-		failLog: newRateLog(log),
+		failLog: limit.NewLogLimiter(log),
 		tokens:  tokenHolders{m: make(map[string][]*socket)},
 		sockets: make(map[*socket]struct{}),
 		done:    make(chan struct{}),

@@ -42,7 +42,7 @@ func (s *Server) SetLoginGuard(g *limit.LoginGuard) {
 // cuts the wait short.
 func (c *conn) refuseLogin(code packets.Code, user string) error {
 	s := c.s
-	s.authLog.Hit("auth_failed", "connection refused: authentication failed", "client", c.clientID, "user", user, "remote", c.remote, "reason", code.Reason)
+	s.authLog.Info("auth_failed", "connection refused: authentication failed", "client", c.clientID, "user", user, "remote", c.remote, "reason", code.Reason)
 	d := s.loginGuard.Load().Failed(c.remote, time.Now())
 	if d <= 0 || code != packets.ErrBadUsernameOrPassword {
 		return c.refuseQuiet(code)

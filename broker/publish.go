@@ -356,8 +356,8 @@ func (s *Server) sendQueued(sess *session, c *conn, now time.Time) {
 	}
 }
 
-// drop removes a queued entry that will never be delivered (expired, too
-// large). The caller holds sess.mu.
+// drop removes a queued entry that is done with: acknowledged, or never to
+// be delivered (expired, too large, refused). The caller holds sess.mu.
 func (s *Server) drop(sess *session, e *outEntry) {
 	sess.complete(e)
 	s.metrics.queued.Add(-1)
@@ -423,14 +423,7 @@ func (c *conn) handleAck(typ byte, pid uint16, reason byte) error {
 	case typ == packets.Puback && e.qos == 1,
 		typ == packets.Pubcomp && e.qos == 2 && e.state == store.OutReleased,
 		typ == packets.Pubrec && e.qos == 2 && reason >= 0x80:
-		sess.complete(e)
-		s.metrics.queued.Add(-1)
-		if sess.persistent {
-			s.store.Write(func(w *store.Writer) {
-				w.DeleteOut(sess.id, e.seq)
-				w.Unref(&e.m.ref)
-			})
-		}
+		s.drop(sess, e) // done: acknowledged, or refused by the client
 		s.sendQueued(sess, c, time.Now())
 	case typ == packets.Pubrec && e.qos == 2:
 		var gate uint64

@@ -34,7 +34,7 @@ type Server struct {
 	store   *store.Store // nil when persistence is off
 	metrics *metrics
 	limits  *limit.Recorder
-	authLog *limit.Recorder // rate-limits the log line of failed logins
+	authLog *limit.LogLimiter // rate-limits the log line of failed logins
 	origins *origin.Policy
 	gate    *connGate
 
@@ -95,7 +95,7 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 	s.metrics = newMetrics(reg, s)
 	s.limits = limit.NewRecorder(reg, log.With("component", "mqtt"), limitOrigins, limitMaxQueued, limitMaxInflight,
 		limitMaxSubscriptions, limitMaxSubscriptionsTotal, limitSubscribeRate, limitLoginDelay, limitClientIDOwner)
-	s.authLog = limit.NewRecorder(nil, log.With("component", "mqtt"))
+	s.authLog = limit.NewLogLimiter(log.With("component", "mqtt"))
 	s.loginGuard.Store(limit.NewLoginGuard(limit.LoginGuardConfig{}))
 	s.gate = newConnGate(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerAddress, s.limits)
 	s.gate.idleTimeout, s.gate.readTimeout = cfg.Listeners.HTTP.IdleTimeout, cfg.Listeners.HTTP.ReadTimeout

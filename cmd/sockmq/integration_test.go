@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,70 +36,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+func freePort(t *testing.T) string { return testutil.FreeAddr(t) }
+
+// debugConfig is the configuration of the process-level tests: the addresses
+// StartProc chose, the data in the test's directory, debug logs.
+func debugConfig(mqttAddr, httpAddr, dataDir string) string {
+	return strings.Replace(testutil.BaseConfig(mqttAddr, httpAddr, dataDir), "level: info", "level: debug", 1)
 }
 
-type proc struct {
-	cmd        *exec.Cmd
-	mqtt, http string
-	out        *bytes.Buffer
-}
-
-// writeConfig writes a config on free loopback ports with its data in dir.
-func writeConfig(t *testing.T, dir string) (path, mqttAddr, httpAddr string) {
+// startProc runs the race-enabled binary with debugConfig and waits for
+// /healthz.
+func startProc(t *testing.T) *testutil.Proc {
 	t.Helper()
-	mqttAddr, httpAddr = freePort(t), freePort(t)
-	path = filepath.Join(dir, "config.yaml")
-	cfg := fmt.Sprintf("listeners:\n  mqtt: {address: %q}\n  http: {address: %q}\npersistence: {data_dir: %q}\nlogging: {level: debug}\n",
-		mqttAddr, httpAddr, filepath.Join(dir, "data"))
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, mqttAddr, httpAddr
-}
-
-// startProc runs `sockmq serve -c path` and waits for /healthz.
-func startProc(t *testing.T, path, mqttAddr, httpAddr string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(binary, "serve", "-c", path), mqtt: mqttAddr, http: httpAddr, out: &bytes.Buffer{}}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("sockmq output:\n%s", p.out)
-		}
-	})
-	testutil.WaitFor(t, 20*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "sockmq to answer /healthz")
-	return p
+	return testutil.StartProc(t, testutil.ProcOptions{Binary: binary, Config: debugConfig})
 }
 
 func TestKillNineLeavesNoPresenceGhosts(t *testing.T) {
-	dir := t.TempDir()
-	path, mqttAddr, httpAddr := writeConfig(t, dir)
-	p := startProc(t, path, mqttAddr, httpAddr)
-	viewer := testutil.MustConnect5(t, p.mqtt, "viewer-1")
+	p := startProc(t)
+	viewer := testutil.MustConnect5(t, p.MQTT, "viewer-1")
 	viewer.Sub(t, presence.ClientsFilter, 1)
-	testutil.MustConnect5(t, p.mqtt, "ghost-1")
+	testutil.MustConnect5(t, p.MQTT, "ghost-1")
 	testutil.WaitFor(t, 5*time.Second, func() bool {
 		for {
 			select {
@@ -115,13 +69,8 @@ func TestKillNineLeavesNoPresenceGhosts(t *testing.T) {
 		}
 	}, "ghost-1 to appear in presence")
 
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.cmd.Wait()
-
-	p2 := startProc(t, path, mqttAddr, httpAddr)
-	v2 := testutil.MustConnect5(t, p2.mqtt, "viewer-2")
+	p.Restart(t, syscall.SIGKILL)
+	v2 := testutil.MustConnect5(t, p.MQTT, "viewer-2")
 	v2.Sub(t, "sentinel", 1)
 	v2.Sub(t, presence.ClientsFilter, 1)
 	v2.Pub(t, "sentinel", 1, false, "end of the retained list")
@@ -139,19 +88,15 @@ func TestKillNineLeavesNoPresenceGhosts(t *testing.T) {
 }
 
 func TestServeExitsCleanlyOnSIGTERM(t *testing.T) {
-	dir := t.TempDir()
-	path, mqttAddr, httpAddr := writeConfig(t, dir)
-	p := startProc(t, path, mqttAddr, httpAddr)
-	c, _, err := testutil.Connect5(t, testutil.Dial(t, p.mqtt), &paho.Connect{ClientID: "c", CleanStart: true})
+	p := startProc(t)
+	c, _, err := testutil.Connect5(t, testutil.Dial(t, p.MQTT), &paho.Connect{ClientID: "c", CleanStart: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.out)
+	p.Stop(t, syscall.SIGTERM)
+	if !p.Cmd.ProcessState.Success() {
+		t.Fatalf("exit after SIGTERM: %v\n%s", p.Cmd.ProcessState, p.Output())
 	}
 	if d := time.Since(start); d > shutdownTimeout {
 		t.Fatalf("shutdown took %v", d)
@@ -168,7 +113,10 @@ func TestServeExitsCleanlyOnSIGTERM(t *testing.T) {
 
 func TestCheckCommand(t *testing.T) {
 	dir := t.TempDir()
-	good, _, _ := writeConfig(t, dir)
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte(testutil.BaseConfig(freePort(t), freePort(t), filepath.Join(dir, "data"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("listeners:\n  mqtt: {address: nope}\nlimits: {conect_timeout: 1s}\n"), 0o600); err != nil {
 		t.Fatal(err)

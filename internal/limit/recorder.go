@@ -20,8 +20,15 @@ const LogInterval = 10 * time.Second
 // bridge may each create one on the same registry: they share the metric.
 type Recorder struct {
 	vec *prometheus.CounterVec
-	log *slog.Logger
+	log *LogLimiter
+}
 
+// LogLimiter writes at most one info line per key every LogInterval and
+// reports, with the next line, how many it left out, so that a flood (of
+// refusals, failed logins) cannot flood the log. It is safe for
+// concurrent use.
+type LogLimiter struct {
+	log  *slog.Logger
 	mu   sync.Mutex
 	last map[string]*logState
 }
@@ -29,6 +36,38 @@ type Recorder struct {
 type logState struct {
 	at         time.Time
 	suppressed int
+}
+
+// NewLogLimiter returns a LogLimiter writing to log (nil: discarded).
+func NewLogLimiter(log *slog.Logger) *LogLimiter {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &LogLimiter{log: log, last: make(map[string]*logState)}
+}
+
+// Info logs msg with attrs at info level unless key was logged less than
+// LogInterval ago.
+func (l *LogLimiter) Info(key, msg string, attrs ...any) {
+	now := time.Now()
+	l.mu.Lock()
+	st := l.last[key]
+	if st == nil {
+		st = &logState{}
+		l.last[key] = st
+	}
+	if !st.at.IsZero() && now.Sub(st.at) < LogInterval {
+		st.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	suppressed := st.suppressed
+	st.at, st.suppressed = now, 0
+	l.mu.Unlock()
+	if suppressed > 0 {
+		attrs = append(attrs, "not_logged_since_last", suppressed)
+	}
+	l.log.Info(msg, attrs...)
 }
 
 // NewRecorder returns a Recorder registered on reg (nil: not exported)
@@ -49,10 +88,7 @@ func NewRecorder(reg prometheus.Registerer, log *slog.Logger, names ...string) *
 			}
 		}
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	r := &Recorder{vec: vec, log: log, last: make(map[string]*logState)}
+	r := &Recorder{vec: vec, log: NewLogLimiter(log)}
 	r.Declare(names...)
 	return r
 }
@@ -70,25 +106,7 @@ func (r *Recorder) Declare(names ...string) {
 // knows what to change.
 func (r *Recorder) Hit(name, msg string, attrs ...any) {
 	r.vec.WithLabelValues(name).Inc()
-	now := time.Now()
-	r.mu.Lock()
-	st := r.last[name]
-	if st == nil {
-		st = &logState{}
-		r.last[name] = st
-	}
-	if !st.at.IsZero() && now.Sub(st.at) < LogInterval {
-		st.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	suppressed := st.suppressed
-	st.at, st.suppressed = now, 0
-	r.mu.Unlock()
-	if suppressed > 0 {
-		attrs = append(attrs, "not_logged_since_last", suppressed)
-	}
-	r.log.Info(msg, append([]any{"limit", name}, attrs...)...)
+	r.log.Info(name, msg, append([]any{"limit", name}, attrs...)...)
 }
 
 // Count returns how many refusals the limit name has recorded (for tests

@@ -220,32 +220,15 @@ func SplitShared(f string) (group, filter string, ok bool) {
 
 // CoversUnder reports whether filter f matches topic name p and every
 // topic below it (p/...). It does not allocate.
-func CoversUnder(f, p string) bool {
-	if WildcardFirst(f) && strings.HasPrefix(p, "$") {
-		return false
-	}
-	for {
-		fl, frest, fmore := NextLevel(f)
-		if fl == "#" {
-			return true
-		}
-		pl, prest, pmore := NextLevel(p)
-		if fl != "+" && fl != pl {
-			return false
-		}
-		if !pmore {
-			return fmore && frest == "#" // "p/#" also matches p itself
-		}
-		if !fmore {
-			return false
-		}
-		f, p = frest, prest
-	}
-}
+func CoversUnder(f, p string) bool { return under(f, p, true) }
 
 // IntersectsUnder reports whether filter f matches topic name p or at least
 // one topic below it. It does not allocate.
-func IntersectsUnder(f, p string) bool {
+func IntersectsUnder(f, p string) bool { return under(f, p, false) }
+
+// under walks f against the levels of p: with all, f must match every
+// topic below p; otherwise one is enough.
+func under(f, p string, all bool) bool {
 	if WildcardFirst(f) && strings.HasPrefix(p, "$") {
 		return false
 	}
@@ -259,6 +242,9 @@ func IntersectsUnder(f, p string) bool {
 			return false
 		}
 		if !pmore {
+			if all {
+				return fmore && frest == "#" // "p/#" also matches p itself
+			}
 			return true // p itself, or p followed by f's remaining levels
 		}
 		if !fmore {
