@@ -1,0 +1,5 @@
+package poller
+
+import "io"
+
+var ioEOF = io.EOF
