@@ -88,3 +88,27 @@ func (l *Listener) Accept() (*Socket, error) { return nil, ErrUnsupported }
 
 // Close does nothing.
 func (l *Listener) Close() error { return nil }
+
+// ConnIO is unavailable outside Linux.
+type ConnIO struct{}
+
+// WrapConn reports ErrUnsupported.
+func WrapConn(net.Conn) (*ConnIO, error) { return nil, ErrUnsupported }
+
+// Fd returns -1.
+func (c *ConnIO) Fd() int { return -1 }
+
+// Conn returns nil.
+func (c *ConnIO) Conn() net.Conn { return nil }
+
+// Read reports ErrUnsupported.
+func (c *ConnIO) Read([]byte) (int, error) { return 0, ErrUnsupported }
+
+// Writev reports ErrUnsupported.
+func (c *ConnIO) Writev([][]byte) (int, error) { return 0, ErrUnsupported }
+
+// CloseWrite reports ErrUnsupported.
+func (c *ConnIO) CloseWrite() error { return ErrUnsupported }
+
+// Close does nothing.
+func (c *ConnIO) Close() error { return nil }

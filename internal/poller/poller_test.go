@@ -118,3 +118,67 @@ func TestListenerWatchReadWrite(t *testing.T) {
 		t.Fatalf("read after close: %v", err)
 	}
 }
+
+// A Go net.Conn (as net/http hands over a hijacked WebSocket) is read
+// without a goroutine blocked on it, and reports net.ErrClosed once closed.
+func TestWrapConn(t *testing.T) {
+	g, err := New(1, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cio, err := WrapConn(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	var w *Watch
+	w, err = g.Add(cio.Fd(), func(ev int, buf []byte) {
+		n, err := cio.Read(buf)
+		if err == nil {
+			got <- string(buf[:n])
+			return
+		}
+		_ = w.Arm(Readable)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Arm(Readable)
+	_, _ = client.Write([]byte("hi"))
+	select {
+	case s := <-got:
+		if s != "hi" {
+			t.Fatalf("got %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing read")
+	}
+	if _, err := cio.Writev([][]byte{[]byte("yo")}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "yo" {
+		t.Fatalf("client got %q %v", buf, err)
+	}
+	w.Close()
+	_ = cio.Close()
+	if _, err := cio.Read(buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+}
