@@ -5,9 +5,12 @@ package poller
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +45,12 @@ type poller struct {
 	epfd int
 	wake int // eventfd that ends the loop
 	buf  []byte
+	// ep is epfd wrapped for Go's network poller: the loop parks its
+	// goroutine there (no OS thread blocked in epoll_wait) and asks for
+	// events with a zero timeout once the epoll descriptor is readable.
+	// nil when the runtime could not register it (then epoll_wait blocks).
+	ep   *os.File
+	eprc syscall.RawConn
 
 	mu      sync.Mutex
 	watches map[uint64]*Watch
@@ -101,7 +110,43 @@ func newPoller(g *Group, bufSize int) (*poller, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	return &poller{g: g, epfd: epfd, wake: wake, buf: make([]byte, bufSize), watches: make(map[uint64]*Watch)}, nil
+	p := &poller{g: g, epfd: epfd, wake: wake, buf: make([]byte, bufSize), watches: make(map[uint64]*Watch)}
+	p.intoNetpoller()
+	return p, nil
+}
+
+// intoNetpoller hands the epoll descriptor to Go's network poller (an
+// epoll descriptor is itself pollable): waiting for events then parks the
+// poller goroutine like any network read instead of holding an OS thread
+// in epoll_wait, which saves a thread hand-off per wake-up. On failure the
+// loop keeps blocking in epoll_wait.
+func (p *poller) intoNetpoller() {
+	dup, err := unix.Dup(p.epfd)
+	if err != nil {
+		return
+	}
+	unix.CloseOnExec(dup)
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return
+	}
+	f := os.NewFile(uintptr(dup), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return
+	}
+	// Probe: a descriptor the runtime could not register reports an
+	// error from a read that has to wait; a registered one parks. The
+	// deadline ends the probe at once either way.
+	_ = f.SetReadDeadline(aLongTimeAgo)
+	perr := rc.Read(func(uintptr) bool { return false })
+	_ = f.SetReadDeadline(noDeadline)
+	if !errors.Is(perr, os.ErrDeadlineExceeded) {
+		f.Close()
+		return
+	}
+	p.ep, p.eprc = f, rc
 }
 
 // epoll_event's data is a union; golang.org/x/sys lays it out as Fd and
@@ -188,15 +233,40 @@ func (g *Group) Watched() int {
 	return n
 }
 
+// wait fills events with ready events, parking in Go's network poller
+// when it can; it returns an error only when the poller must stop.
+func (p *poller) wait(events []unix.EpollEvent) (int, error) {
+	if p.eprc == nil {
+		for {
+			n, err := unix.EpollWait(p.epfd, events, -1)
+			if !errors.Is(err, unix.EINTR) {
+				return n, err
+			}
+		}
+	}
+	var n int
+	var werr error
+	err := p.eprc.Read(func(uintptr) bool {
+		for {
+			n, werr = unix.EpollWait(p.epfd, events, 0)
+			if !errors.Is(werr, unix.EINTR) {
+				break
+			}
+		}
+		return n > 0 || werr != nil // nothing ready: park until epfd is readable
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
+}
+
 func (p *poller) run() {
 	defer p.g.wg.Done()
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := p.wait(events)
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
 			return
 		}
 		for i := 0; i < n; i++ {
@@ -245,8 +315,16 @@ func (g *Group) Close() {
 		}
 		g.wg.Wait()
 		for _, p := range g.pollers {
+			if p.ep != nil {
+				p.ep.Close()
+			}
 			unix.Close(p.epfd)
 			unix.Close(p.wake)
 		}
 	})
 }
+
+var (
+	aLongTimeAgo = time.Unix(1, 0)
+	noDeadline   time.Time
+)
