@@ -178,6 +178,7 @@ func (s *Server) Start() (err error) {
 	defer func() {
 		if err != nil {
 			s.closeListeners()
+			s.tcp.closePoller()
 		}
 	}()
 	if l.MQTT.Address != "" {
@@ -302,6 +303,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			s.gate.closeRefusals()
 			s.connWG.Wait()
+			s.tcp.closePoller()
 			s.writers.Wait()
 			s.clock.close()
 			if s.store != nil {
