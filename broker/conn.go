@@ -517,8 +517,15 @@ func (c *conn) writeFailed(err error) {
 // writeInline writes a polled connection's queue without blocking; a
 // batch the socket does not fully take is finished by a writer goroutine.
 func (c *conn) writeInline() {
-	var iov [8][]byte
-	b := wbatch{bufs: iov[:0]}
+	iov := iovPool.Get().(*net.Buffers)
+	b := wbatch{bufs: (*iov)[:0]}
+	defer func() {
+		clear(b.bufs[:cap(b.bufs)])
+		if cap(b.bufs) <= maxIOV {
+			*iov = b.bufs[:0]
+			iovPool.Put(iov)
+		}
+	}()
 	for c.nextBatch(&b) {
 		n, err := c.pl.io.Writev(b.bufs)
 		if err != nil && !errors.Is(err, poller.ErrWouldBlock) {
@@ -528,7 +535,6 @@ func (c *conn) writeInline() {
 		}
 		if n < b.size {
 			rest := &wbatch{bufs: skipBytes(append(net.Buffers(nil), b.bufs...), n), size: b.size, acks: b.acks, pubacks: b.pubacks}
-			clear(b.bufs)
 			c.s.writers.Add(1)
 			go c.writeLoop(rest)
 			return
@@ -536,6 +542,10 @@ func (c *conn) writeInline() {
 		c.wrote(&b)
 	}
 }
+
+// iovPool holds the packet lists of inline writes (no allocation per
+// write).
+var iovPool = sync.Pool{New: func() any { b := make(net.Buffers, 0, 16); return &b }}
 
 // skipBytes drops the first n bytes of bufs.
 func skipBytes(bufs net.Buffers, n int) net.Buffers {

@@ -51,6 +51,13 @@ type poller struct {
 	// nil when the runtime could not register it (then epoll_wait blocks).
 	ep   *os.File
 	eprc syscall.RawConn
+	// The loop's epoll_wait through eprc: its events buffer, result, and
+	// whether the last batch emptied the ready list.
+	evs       []unix.EpollEvent
+	n         int
+	werr      error
+	drained   bool
+	collectFn func(uintptr) bool
 
 	mu      sync.Mutex
 	watches map[uint64]*Watch
@@ -147,6 +154,7 @@ func (p *poller) intoNetpoller() {
 		return
 	}
 	p.ep, p.eprc = f, rc
+	p.collectFn = p.collect
 }
 
 // epoll_event's data is a union; golang.org/x/sys lays it out as Fd and
@@ -244,21 +252,34 @@ func (p *poller) wait(events []unix.EpollEvent) (int, error) {
 			}
 		}
 	}
-	var n int
-	var werr error
-	err := p.eprc.Read(func(uintptr) bool {
-		for {
-			n, werr = unix.EpollWait(p.epfd, events, 0)
-			if !errors.Is(werr, unix.EINTR) {
-				break
-			}
-		}
-		return n > 0 || werr != nil // nothing ready: park until epfd is readable
-	})
+	p.evs = events
+	err := p.eprc.Read(p.collectFn)
 	if err != nil {
 		return 0, err
 	}
-	return n, werr
+	return p.n, p.werr
+}
+
+// collect is wait's RawConn.Read function (bound once: no allocation per
+// wait). After a batch that did not fill events it first parks without
+// asking: every event since that epoll_wait makes the epoll descriptor
+// readable again, so nothing is missed and an empty epoll_wait is saved.
+func (p *poller) collect(uintptr) bool {
+	if p.drained {
+		p.drained = false
+		return false
+	}
+	for {
+		p.n, p.werr = unix.EpollWait(p.epfd, p.evs, 0)
+		if !errors.Is(p.werr, unix.EINTR) {
+			break
+		}
+	}
+	if p.werr == nil && p.n == 0 {
+		return false // nothing ready: park until epfd is readable
+	}
+	p.drained = p.werr == nil && p.n < len(p.evs)
+	return true
 }
 
 func (p *poller) run() {
