@@ -241,86 +241,89 @@ func (g *Group) Watched() int {
 	return n
 }
 
-// wait fills events with ready events, parking in Go's network poller
-// when it can; it returns an error only when the poller must stop.
-func (p *poller) wait(events []unix.EpollEvent) (int, error) {
-	if p.eprc == nil {
-		for {
-			n, err := unix.EpollWait(p.epfd, events, -1)
-			if !errors.Is(err, unix.EINTR) {
-				return n, err
-			}
-		}
-	}
-	p.evs = events
-	err := p.eprc.Read(p.collectFn)
-	if err != nil {
-		return 0, err
-	}
-	return p.n, p.werr
-}
-
-// collect is wait's RawConn.Read function (bound once: no allocation per
-// wait). After a batch that did not fill events it first parks without
-// asking: every event since that epoll_wait makes the epoll descriptor
-// readable again, so nothing is missed and an empty epoll_wait is saved.
-func (p *poller) collect(uintptr) bool {
-	if p.drained {
-		p.drained = false
-		return false
-	}
-	for {
-		p.n, p.werr = unix.EpollWait(p.epfd, p.evs, 0)
-		if !errors.Is(p.werr, unix.EINTR) {
-			break
-		}
-	}
-	if p.werr == nil && p.n == 0 {
-		return false // nothing ready: park until epfd is readable
-	}
-	p.drained = p.werr == nil && p.n < len(p.evs)
-	return true
-}
-
 func (p *poller) run() {
 	defer p.g.wg.Done()
 	events := make([]unix.EpollEvent, 256)
+	if p.eprc != nil {
+		// One RawConn read for the poller's whole life: collect handles
+		// the events itself and only returns to stop.
+		p.evs = events
+		_ = p.eprc.Read(p.collectFn)
+		return
+	}
 	for {
-		n, err := p.wait(events)
-		if err != nil {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || p.dispatch(events[:n]) {
 			return
 		}
-		for i := 0; i < n; i++ {
-			ev := &events[i]
-			tok := token(ev)
-			if tok == wakeToken {
-				return
-			}
-			p.mu.Lock()
-			w := p.watches[tok]
-			p.mu.Unlock()
-			if w == nil {
-				continue // closed meanwhile
-			}
-			// Taking the watch's lock orders this event after the Arm that
-			// asked for it (the kernel's ordering is invisible to Go's
-			// memory model) and skips watches closed meanwhile.
-			w.mu.Lock()
-			off := w.off
-			w.mu.Unlock()
-			if off {
-				continue
-			}
-			var what int
-			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				what |= Readable
-			}
-			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				what |= Writable
-			}
-			w.fn(what, p.buf)
+	}
+}
+
+// collect is the loop when the epoll descriptor is in Go's network
+// poller, run as its RawConn read function (bound once: no allocation per
+// wait). It takes ready events without waiting and handles them; it
+// returns false to park until the epoll descriptor is readable, and true
+// only when the poller stops. A batch that did not fill the events buffer
+// emptied the ready list, so it parks at once instead of asking again:
+// anything that got ready since then marked the descriptor readable (the
+// read is not re-prepared between calls, so that mark is kept).
+func (p *poller) collect(uintptr) bool {
+	for {
+		n, err := unix.EpollWait(p.epfd, p.evs, 0)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return true
+		case n == 0:
+			return false
+		}
+		if p.dispatch(p.evs[:n]) {
+			return true
+		}
+		if n < len(p.evs) {
+			return false
 		}
 	}
+}
+
+// dispatch calls the handlers of events; it reports whether the poller
+// must stop (its eventfd fired).
+func (p *poller) dispatch(events []unix.EpollEvent) bool {
+	for i := range events {
+		ev := &events[i]
+		tok := token(ev)
+		if tok == wakeToken {
+			return true
+		}
+		p.mu.Lock()
+		w := p.watches[tok]
+		p.mu.Unlock()
+		if w == nil {
+			continue // closed meanwhile
+		}
+		// Taking the watch's lock orders this event after the Arm that
+		// asked for it (the kernel's ordering is invisible to Go's
+		// memory model) and skips watches closed meanwhile.
+		w.mu.Lock()
+		off := w.off
+		w.mu.Unlock()
+		if off {
+			continue
+		}
+		var what int
+		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			what |= Readable
+		}
+		if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			what |= Writable
+		}
+		w.fn(what, p.buf)
+	}
+	return false
 }
 
 // Close stops every poller and waits for them. Watches are not closed
