@@ -400,7 +400,9 @@ func (c *conn) kick() {
 	c.writing = true
 	c.wmu.Unlock()
 	if c.pl != nil {
-		c.writeInline()
+		if !c.pl.flush.later(c) {
+			c.writeInline()
+		}
 		return
 	}
 	c.s.writers.Add(1)

@@ -32,6 +32,7 @@ const maxReadsPerEvent = 4
 type pollIO struct {
 	io    *poller.ConnIO
 	watch *poller.Watch
+	flush *flusher // the listener's: coalesces writes per read batch
 	// paused (guarded by conn.wmu): not re-armed while maxPendingAcks
 	// acknowledgements wait for the store.
 	paused bool
@@ -46,7 +47,7 @@ type pollIO struct {
 
 // servePolled starts c on the poller; it returns false if the connection
 // cannot be polled (the caller then serves it with a goroutine).
-func (s *Server) servePolled(g *poller.Group, nc net.Conn, listener string) bool {
+func (s *Server) servePolled(g *poller.Group, f *flusher, nc net.Conn, listener string) bool {
 	raw := nc
 	if gc, ok := nc.(*gatedConn); ok {
 		raw = gc.Conn
@@ -56,7 +57,7 @@ func (s *Server) servePolled(g *poller.Group, nc net.Conn, listener string) bool
 		return false
 	}
 	c := newConn(s, nc, listener)
-	c.pl = &pollIO{io: pio}
+	c.pl = &pollIO{io: pio, flush: f}
 	w, err := g.Add(pio.Fd(), c.onEvent)
 	if err != nil {
 		return false
@@ -81,16 +82,30 @@ func (s *Server) servePolled(g *poller.Group, nc net.Conn, listener string) bool
 // session takeover may wait); after that packets are handled here.
 func (c *conn) onEvent(_ int, buf []byte) {
 	if c.state.Load() == stNew {
-		go c.readPolled(make([]byte, connectReadSize))
+		go c.readPolled(make([]byte, connectReadSize), false)
 		return
 	}
-	c.readPolled(buf)
+	c.readPolled(buf, true)
 }
 
 // readPolled reads what the socket holds (non-blocking), handles the
 // complete packets, writes the batch's output and re-arms the watch (or
-// pauses, or ends the connection).
-func (c *conn) readPolled(buf []byte) {
+// pauses, or ends the connection). On a poller goroutine (batch) the
+// writes it causes are coalesced until the batch ends; the CONNECT
+// goroutine may wait (a takeover waits for the previous connection, whose
+// DISCONNECT must be written meanwhile), so it is never a batch.
+func (c *conn) readPolled(buf []byte, batch bool) {
+	f := c.pl.flush
+	if batch {
+		f.begin()
+	}
+	endBatch := func() {
+		if batch {
+			batch = false
+			f.end()
+		}
+	}
+	defer endBatch()
 	defer func() {
 		if r := recover(); r != nil {
 			c.s.log.Error("panic while handling a connection; connection closed", "remote", c.remote, "client", c.clientID,
@@ -124,6 +139,7 @@ func (c *conn) readPolled(buf []byte) {
 		}
 	}
 	c.flush()
+	endBatch() // writes this batch's output, before reading again
 	if c.state.Load() == stClosing {
 		go c.cleanupPolled()
 		return

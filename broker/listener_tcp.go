@@ -24,8 +24,10 @@ type tcpListener struct {
 	id   string
 	ln   net.Listener
 	poll *poller.Group // nil: a goroutine per connection
-	once sync.Once
-	done chan struct{}
+	// flush coalesces the writes of the poller's connections per batch.
+	flush flusher
+	once  sync.Once
+	done  chan struct{}
 }
 
 func listenTCP(s *Server, id, address string, tc *tls.Config) (*tcpListener, error) {
@@ -66,7 +68,7 @@ func (l *tcpListener) serve() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if l.poll != nil && l.s.servePolled(l.poll, nc, l.id) {
+		if l.poll != nil && l.s.servePolled(l.poll, &l.flush, nc, l.id) {
 			continue
 		}
 		go l.s.serveConn(nc, l.id)
