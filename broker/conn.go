@@ -387,10 +387,13 @@ func (c *conn) sendQoS0(b []byte, gate uint64) bool {
 // the end of a read batch, coalescing that batch's output).
 func (c *conn) flush() { c.kick() }
 
-// kick starts writing unless a writer is running. A polled connection
-// writes at once on the calling goroutine, without blocking (one writev for
-// everything queued); only what the socket does not take goes to a writer
-// goroutine. Otherwise a writer goroutine is started.
+// kick starts writing unless a writer is running. While a poller handles
+// a read batch, a polled connection is written at the batch's end, on the
+// poller goroutine, without blocking (one writev for everything queued;
+// only what the socket does not take goes to a writer goroutine).
+// Otherwise (an in-process publish, a store commit, a goroutine-served
+// connection) a writer goroutine is started: under a burst it carries many
+// packets per write.
 func (c *conn) kick() {
 	c.wmu.Lock()
 	if c.writing || c.closed || len(c.out) == 0 {
@@ -399,11 +402,8 @@ func (c *conn) kick() {
 	}
 	c.writing = true
 	c.wmu.Unlock()
-	if c.pl != nil {
-		if !c.pl.flush.later(c) {
-			c.writeInline()
-		}
-		return
+	if c.pl != nil && c.pl.flush.later(c) {
+		return // written at the end of the current read batches
 	}
 	c.s.writers.Add(1)
 	go c.writeLoop(nil)
