@@ -13,7 +13,9 @@ import (
 // them. A broker that took a burst of retained or queued messages and then
 // went quiet would so keep tens of MiB it no longer uses. Once a second,
 // on the engine's clock, the trimmer looks at how much was allocated: after
-// at least trimAfter bytes since the last trim and trimQuietSamples
+// at least trimAfter bytes since the last trim (or a quarter of the live
+// heap, if more: a forced collection costs in proportion to the live heap,
+// so a large broker is not collected every 16 MiB) and trimQuietSamples
 // consecutive seconds with less than trimQuietRate bytes allocated, it
 // returns freed memory to the OS (debug.FreeOSMemory) and drops the
 // store's mapped pages (store.ReleaseMemory). A busy broker is never
@@ -29,31 +31,35 @@ const (
 // memTrimmer decides when to trim. It is used only by the clock's
 // goroutine.
 type memTrimmer struct {
-	sample  []rtmetrics.Sample
-	trimmed uint64 // bytes allocated (cumulative) at the last trim
-	prev    uint64 // bytes allocated at the previous sample
-	quiet   int    // consecutive quiet samples
+	sample  []rtmetrics.Sample // allocated bytes (cumulative), live heap bytes
+	trimmed uint64             // bytes allocated (cumulative) at the last trim
+	prev    uint64             // bytes allocated at the previous sample
+	quiet   int                // consecutive quiet samples
 }
 
-// allocated returns the bytes allocated on the heap since the process
-// started (cumulative; no stop-the-world, unlike runtime.ReadMemStats).
-func (t *memTrimmer) allocated() uint64 {
+// read returns the bytes allocated on the heap since the process started
+// (cumulative) and the live heap at the last collection; no
+// stop-the-world, unlike runtime.ReadMemStats.
+func (t *memTrimmer) read() (total, live uint64) {
 	if t.sample == nil {
-		t.sample = []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+		t.sample = []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	}
 	rtmetrics.Read(t.sample)
-	if t.sample[0].Value.Kind() != rtmetrics.KindUint64 {
-		return 0
+	if t.sample[0].Value.Kind() == rtmetrics.KindUint64 {
+		total = t.sample[0].Value.Uint64()
 	}
-	return t.sample[0].Value.Uint64()
+	if t.sample[1].Value.Kind() == rtmetrics.KindUint64 {
+		live = t.sample[1].Value.Uint64()
+	}
+	return total, live
 }
 
-// due records a sample of the cumulative allocated bytes and reports
-// whether to trim now.
-func (t *memTrimmer) due(total uint64) bool {
+// due records a sample (cumulative allocated bytes, live heap bytes) and
+// reports whether to trim now.
+func (t *memTrimmer) due(total, live uint64) bool {
 	rate := total - t.prev
 	t.prev = total
-	if total-t.trimmed < trimAfter {
+	if total-t.trimmed < max(trimAfter, live/4) {
 		t.quiet = 0
 		return false
 	}
@@ -79,9 +85,10 @@ func (k *clock) startTrim() {
 // schedules the next one.
 func (s *Server) trimTick(now int64) {
 	t := &s.trim
-	if t.due(t.allocated()) {
+	if t.due(t.read()) {
 		s.trimMemory()
-		t.done(t.allocated())
+		total, _ := t.read()
+		t.done(total)
 	}
 	s.clock.add(timer{at: now + int64(trimInterval), kind: tTrim})
 }

@@ -5,9 +5,10 @@ import "testing"
 func TestMemTrimmerDecides(t *testing.T) {
 	var tr memTrimmer
 	total := uint64(0)
+	live := uint64(8 << 20)
 	step := func(alloc uint64) bool {
 		total += alloc
-		return tr.due(total)
+		return tr.due(total, live)
 	}
 	// Busy, but less than trimAfter in all: never.
 	for range 10 {
@@ -42,5 +43,19 @@ func TestMemTrimmerDecides(t *testing.T) {
 	step(0)
 	if !step(0) {
 		t.Fatal("no trim after two quiet seconds")
+	}
+	tr.done(total)
+
+	// A large live heap raises the bar to a quarter of it.
+	live = 1 << 30
+	step(trimAfter * 2)
+	step(0)
+	if step(0) {
+		t.Fatal("trimmed a 1 GiB heap after 32 MiB allocated")
+	}
+	step(live / 4)
+	step(0)
+	if !step(0) {
+		t.Fatal("no trim after a quarter of the live heap was allocated")
 	}
 }
