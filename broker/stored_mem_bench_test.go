@@ -30,6 +30,13 @@ import (
 // state is written there (stored-retained.pprof, stored-queued.pprof). RSS
 // of the real process: see BENCHMARKS.md ("Stored state").
 func BenchmarkStoredMessageMemory(b *testing.B) {
+	if os.Getenv("SOCKMQ_HEAP_PROFILE_DIR") != "" {
+		// Record every allocation, so that the profile accounts for each
+		// stored message's bytes (the default samples one per 512 KiB).
+		old := runtime.MemProfileRate
+		runtime.MemProfileRate = 1
+		defer func() { runtime.MemProfileRate = old }()
+	}
 	b.Run("retained", func(b *testing.B) {
 		const n = 20000
 		s := benchBroker(b, nil, func(c *Config) { c.Persistence.Sync = false })
