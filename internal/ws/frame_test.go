@@ -39,7 +39,7 @@ type got struct {
 func TestReaderPieces(t *testing.T) {
 	key := [4]byte{0x12, 0x34, 0x56, 0x78}
 	big := bytes.Repeat([]byte("0123456789abcdef"), 5000) // 80,000 bytes: 64-bit length
-	mid := bytes.Repeat([]byte("x"), 300)                   // 16-bit length
+	mid := bytes.Repeat([]byte("x"), 300)                 // 16-bit length
 	var stream []byte
 	stream = append(stream, clientFrame(OpText, true, []byte(`{"event":"#handshake","cid":1}`), key)...)
 	stream = append(stream, clientFrame(OpText, false, []byte("hel"), key)...)
