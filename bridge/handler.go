@@ -200,8 +200,9 @@ func (h *Handler) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// ServeHTTP upgrades the request to a WebSocket and serves the socket
-// until it closes.
+// ServeHTTP upgrades the request to a WebSocket and hands the socket to
+// the poller (see the package documentation); it returns once the
+// socket's first input, if any, is handled, while the socket lives on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.paths[r.URL.Path] {
 		http.NotFound(w, r)
