@@ -137,6 +137,16 @@ func (r *Reader) header(p []byte) (int, error) {
 			}
 		}
 		if need == 2 {
+			// Refuse at once what the first two bytes show to be wrong:
+			// an unmasked frame has no masking key to wait for.
+			if r.hdr[0]&0x70 != 0 {
+				r.hn = 0
+				return used, protoErr(CloseProtocolError, "reserved bits set (no extension was negotiated)")
+			}
+			if r.hdr[1]&0x80 == 0 {
+				r.hn = 0
+				return used, protoErr(CloseProtocolError, "client frame not masked")
+			}
 			need = 2 + 4
 			switch r.hdr[1] & 0x7f {
 			case 126:
@@ -150,12 +160,6 @@ func (r *Reader) header(p []byte) (int, error) {
 	}
 	b0, b1 := r.hdr[0], r.hdr[1]
 	r.hn = 0
-	if b0&0x70 != 0 {
-		return used, protoErr(CloseProtocolError, "reserved bits set (no extension was negotiated)")
-	}
-	if b1&0x80 == 0 {
-		return used, protoErr(CloseProtocolError, "client frame not masked")
-	}
 	op, fin := Opcode(b0&0x0f), b0&0x80 != 0
 	var n uint64
 	var maskAt int
