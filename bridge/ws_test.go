@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -195,4 +196,28 @@ func TestBridgeOverTLS(t *testing.T) {
 	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"), time.Now().Add(time.Second))
 	testutil.WaitFor(t, 5*time.Second, func() bool { return h.Sockets() == 0 }, "socket closed")
 	_ = http.StatusOK
+}
+
+// Idle sockets have no goroutine on the server: after the handshake and a
+// subscription, the poller, the ping wheel and the socket's state are all
+// that is left.
+func TestIdleSocketsHaveNoGoroutines(t *testing.T) {
+	st := startStack(t, testConfig(), nil)
+	warm := openIdleSockets(t, st.b.HTTPAddr(), "/socketcluster/", "warm", 5)
+	defer closeAll(warm)
+	time.Sleep(100 * time.Millisecond)
+	g0 := runtime.NumGoroutine()
+	const n = 200
+	conns := openIdleSockets(t, st.b.HTTPAddr(), "/socketcluster/", "idle", n)
+	defer closeAll(conns)
+	// Each raw client has one goroutine of its own (answering pings); the
+	// server's reader and writer goroutines end once the socket is idle.
+	var extra int
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		extra = runtime.NumGoroutine() - g0 - n
+		return extra < n/10
+	}, "server goroutines of idle sockets ended")
+	if got := st.h.Sockets(); got != n+len(warm) {
+		t.Fatalf("%d sockets open, want %d", got, n+len(warm))
+	}
 }
