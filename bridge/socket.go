@@ -136,6 +136,7 @@ type socket struct {
 	pings      uint8  // pings to send (pingV1, pingV2)
 	pong       []byte // payload of the WebSocket ping to answer
 	pongDue    bool
+	partial    []byte // the rest of a frame a non-blocking write did not finish
 	closeReq   *closeReq
 	closeSent  bool // the writer is done with the close decision
 	closeRecv  bool // the client's close frame arrived

@@ -1,9 +1,11 @@
 package bridge
 
 import (
+	"errors"
 	"sync"
 	"time"
 
+	"github.com/sockmq/sockmq/internal/poller"
 	"github.com/sockmq/sockmq/internal/scproto"
 	"github.com/sockmq/sockmq/internal/ws"
 )
@@ -60,8 +62,11 @@ func (s *socket) startWriterLocked() {
 	}
 }
 
-// queuePing asks the writer for the ping(s) of the socket's protocol
-// version (both while it is unknown).
+// queuePing sends the ping(s) of the socket's protocol version (both
+// while it is unknown). When the socket has no writer and nothing queued,
+// the caller (the ping wheel) writes them itself without blocking, so
+// that pinging idle sockets starts no goroutine; what the socket does not
+// take at once is left to a writer.
 func (s *socket) queuePing() {
 	var bits uint8
 	switch s.proto.Load() {
@@ -73,11 +78,48 @@ func (s *socket) queuePing() {
 		bits = pingV1 | pingV2
 	}
 	s.qmu.Lock()
-	if s.closeReq == nil {
+	if s.closeReq != nil {
+		s.qmu.Unlock()
+		return
+	}
+	if s.cio == nil || s.writing || s.connClosed || len(s.queue) > 0 || s.pongDue || s.pings != 0 || len(s.partial) > 0 {
 		s.pings |= bits
 		s.startWriterLocked()
+		s.qmu.Unlock()
+		return
 	}
+	s.writing = true // the caller is the writer until it is done
 	s.qmu.Unlock()
+	var b [8]byte
+	frame := appendPings(b[:0], bits)
+	n, err := s.cio.Writev([][]byte{frame})
+	s.qmu.Lock()
+	s.writing = false
+	switch {
+	case err != nil && !errors.Is(err, poller.ErrWouldBlock):
+		s.pings |= bits // the writer meets the error too and closes the socket
+	case n < len(frame):
+		s.partial = append(s.partial[:0], frame[n:]...)
+	}
+	if len(s.queue) > 0 || s.pongDue || s.pings != 0 || len(s.partial) > 0 || s.closeReq != nil {
+		s.startWriterLocked()
+	}
+	done := s.finishedLocked()
+	s.qmu.Unlock()
+	if done {
+		s.cleanup()
+	}
+}
+
+// appendPings appends the ping frames for bits.
+func appendPings(buf []byte, bits uint8) []byte {
+	if bits&pingV2 != 0 {
+		buf = ws.AppendFrame(buf, ws.OpText, []byte(scproto.PingV2))
+	}
+	if bits&pingV1 != 0 {
+		buf = ws.AppendFrame(buf, ws.OpText, []byte(scproto.PingV1))
+	}
+	return buf
 }
 
 // queuePong answers a WebSocket ping (the latest one only, as RFC 6455
@@ -131,11 +173,12 @@ func (s *socket) writeLoop() {
 		if s.closeSent {
 			req = nil
 		}
-		buf := (*bp)[:0]
+		buf := append((*bp)[:0], s.partial...) // the rest of a frame comes first
+		s.partial = s.partial[:0]
 		if pongDue {
 			buf = ws.AppendFrame(buf, ws.OpPong, s.pong)
 		}
-		if len(frames) == 0 && pings == 0 && !pongDue && req == nil || s.connClosed {
+		if len(buf) == 0 && len(frames) == 0 && pings == 0 && req == nil || s.connClosed {
 			s.writing = false
 			done := s.finishedLocked()
 			s.qmu.Unlock()
@@ -151,12 +194,7 @@ func (s *socket) writeLoop() {
 			n += len(f)
 		}
 		if req == nil || req.flush {
-			if pings&pingV2 != 0 {
-				buf = ws.AppendFrame(buf, ws.OpText, []byte(scproto.PingV2))
-			}
-			if pings&pingV1 != 0 {
-				buf = ws.AppendFrame(buf, ws.OpText, []byte(scproto.PingV1))
-			}
+			buf = appendPings(buf, pings)
 		}
 		var err error
 		if len(frames) > 0 && (req == nil || req.flush) {
