@@ -10,11 +10,18 @@ import (
 	"github.com/sockmq/sockmq/internal/ws"
 )
 
-// readBufSize is the size of the pooled buffers reader goroutines read
-// into; a socket holds one only while its reader runs.
-const readBufSize = 16 << 10
+// Reader goroutines read into pooled buffers, held only while they run: a
+// small one first (a pong, a publish), a large one once a read fills the
+// small one (a stream of publishes).
+const (
+	smallReadBufSize = 1 << 10
+	readBufSize      = 16 << 10
+)
 
-var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+var (
+	smallReadBufs = sync.Pool{New: func() any { b := make([]byte, smallReadBufSize); return &b }}
+	readBufs      = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+)
 
 // blockingReadBufSize is the buffer of a socket that keeps a reader
 // goroutine (TLS or no epoll).
@@ -47,7 +54,8 @@ func (s *socket) readBurst(early []byte) {
 		ok = s.consume(early)
 	}
 	if ok {
-		bp := readBufs.Get().(*[]byte)
+		pool := &smallReadBufs
+		bp := pool.Get().(*[]byte)
 		buf := *bp
 		first := true
 		for ok {
@@ -58,6 +66,12 @@ func (s *socket) readBurst(early []byte) {
 					first = false
 				}
 				ok = s.consume(buf[:n])
+				if n == len(buf) && pool == &smallReadBufs {
+					pool.Put(bp)
+					pool = &readBufs
+					bp = pool.Get().(*[]byte)
+					buf = *bp
+				}
 			}
 			if errors.Is(err, poller.ErrWouldBlock) {
 				break
@@ -67,7 +81,7 @@ func (s *socket) readBurst(early []byte) {
 				ok = false
 			}
 		}
-		readBufs.Put(bp)
+		pool.Put(bp)
 	}
 	s.qmu.Lock()
 	s.reading = false

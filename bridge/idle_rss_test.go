@@ -38,7 +38,11 @@ func TestIdleSocketRSS(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("SOCKMQ_IDLE_SOCKETS")); err == nil && v > 0 {
 		n = v
 	}
-	p := testutil.StartProc(t, testutil.ProcOptions{Binary: os.Getenv("SOCKMQ_IDLE_BINARY")})
+	// Pings every second, so that the measurement spans ping rounds.
+	p := testutil.StartProc(t, testutil.ProcOptions{Binary: os.Getenv("SOCKMQ_IDLE_BINARY"),
+		Config: func(mqtt, http, dataDir string) string {
+			return testutil.BaseConfig(mqtt, http, dataDir) + "bridge:\n  ping_interval: 1s\n  ping_timeout: 10s\n"
+		}})
 	url := "/socketcluster/"
 	// A few sockets first, so that the baseline includes what the first
 	// sockets start once (pools, the hub, presence's structures).
