@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -42,6 +43,10 @@ func (s *socket) onReadable(int, []byte) {
 	s.reading = true
 	s.qmu.Unlock()
 	go s.readBurst(nil)
+	// The new goroutine waits in this P's run queue, and the poller is
+	// about to hold the P in epoll_wait (a blocking system call) until the
+	// runtime takes it back: yield, so that the reader runs now.
+	runtime.Gosched()
 }
 
 // readBurst handles early (bytes that arrived with the upgrade request),
