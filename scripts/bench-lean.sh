@@ -80,7 +80,7 @@ lean_probe() {
 # one QoS 1 subscription each; SC: handshake done) on a fresh server, and a
 # healthy client's round trip before and while they are held.
 lean_idle() {
-  local srv=$1 proto=$2 n=$3 rep=$4 b bh a ah lp i ready connected failed rtt0 rtt1 out=$WORK/lean-conns.out
+  local srv=$1 proto=$2 n=$3 rep=$4 b bh a ah lp i line ready connected failed rtt0 rtt1 out=$WORK/lean-conns.out
   lean_start "$srv" "idle-$proto-$n-$rep"
   read -r b bh < <(rss_settled "$LPID")
   rtt0=$(lean_probe "$proto")
@@ -91,13 +91,13 @@ lean_idle() {
     "${LEAN_LOAD[@]}" sc-conns --url "$LURL" --n "$n" --concurrency 64 --hold 300s >"$out" 2>&1 &
   fi
   lp=$!
-  ready=0
+  ready=0 connected="" failed=""
   for ((i = 0; i < 2400; i++)); do
-    if grep -q '^READY' "$out"; then ready=1; break; fi
+    line=$(grep -m1 '^READY [0-9]* [0-9]*$' "$out" || true)
+    if [ -n "$line" ]; then read -r _ connected failed <<<"$line"; ready=1; break; fi
     kill -0 "$lp" 2>/dev/null || break
     sleep 0.1
   done
-  read -r connected failed < <(awk '/^READY/{print $2, $3}' "$out") || true
   read -r a ah < <(rss_settled "$LPID")
   rtt1='{}'
   [ "$ready" = 1 ] && rtt1=$(lean_probe "$proto")
@@ -106,7 +106,7 @@ lean_idle() {
   stop_server "$LPID"
   lean_emit "$(jq -nc --arg srv "$srv" --arg scen "idle-$proto" --argjson n "$n" --argjson rep "$rep" \
     --argjson c "${connected:-0}" --argjson f "${failed:-0}" --argjson b "$b" --argjson bh "$bh" --argjson a "$a" --argjson ah "$ah" \
-    --argjson rtt0 "$rtt0" --argjson rtt1 "$rtt1" --arg err "$(grep -m1 'first error' "$out" || true)" \
+    --argjson rtt0 "$rtt0" --argjson rtt1 "$rtt1" --arg err "$(if [ "$ready" != 1 ]; then echo "no READY line from the load tool: $(tail -c 300 "$out")"; else grep -m1 'first error' "$out" || true; fi)" \
     '{scenario:$scen, server:$srv, n:$n, rep:$rep, connected:$c, failed:$f, rss_before_kib:$b, hwm_before_kib:$bh,
       rss_after_kib:$a, hwm_after_kib:$ah, kib_per_conn:(if $c > 0 then ($a - $b) / $c else null end),
       rtt_empty_p50_ms:$rtt0.p50, rtt_empty_p99_ms:$rtt0.p99, rtt_held_p50_ms:$rtt1.p50, rtt_held_p99_ms:$rtt1.p99,
