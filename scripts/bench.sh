@@ -45,7 +45,7 @@
 # stops with a clear message when one is missing.
 # Every server listens on 127.0.0.1 on free ports; everything started here
 # is stopped on exit. A watchdog ends the script after 15 minutes (25 with
-# --acks and the classic sections, 30 with --lean alone, 55 with --all).
+# --acks and the classic sections, 40 with --lean alone, 55 with --all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,7 +101,7 @@ trap 'exit 130' INT TERM
 LIMIT_MIN=15
 if [ "$CLASSIC" = 1 ] && [ "$ACKS" = 1 ]; then LIMIT_MIN=25; fi
 if [ "$LEAN" = 1 ]; then LIMIT_MIN=$((LIMIT_MIN + 30)); fi
-if [ "$LEAN" = 1 ] && [ "$CLASSIC" = 0 ]; then LIMIT_MIN=30; fi
+if [ "$LEAN" = 1 ] && [ "$CLASSIC" = 0 ]; then LIMIT_MIN=40; fi
 { sleep $((LIMIT_MIN * 60)); echo "bench.sh: watchdog: $LIMIT_MIN minutes passed, stopping" >&2; kill -TERM $$; } >/dev/null 2>&1 &
 WATCHDOG=$!
 
