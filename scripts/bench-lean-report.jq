@@ -102,7 +102,7 @@ row("MQTT → 10 SC sockets, QoS 0 64 B at 10,000 msg/s: p99, ms"; $x10 | r2; ""
 "| scenario | server | n | connected | KiB/conn | RSS before → after MiB | HWM after MiB | round trip p50 / p99 empty ms | … held ms |",
 "|---|---|---:|---:|---:|---|---:|---|---|",
 ($all | map(select(.scenario | startswith("idle-"))) | group_by([.scenario, .server, .n]) | .[] |
-  "| \(.[0].scenario) | \(.[0].server) | \(.[0].n) | \(map(.connected) | min) | \(map(.kib_per_conn) | median | r2) | \(map(.rss_before_kib) | median | mb | r1) → \(map(.rss_after_kib) | median | mb | r1) | \(map(.hwm_after_kib) | median | mb | r1) | \(map(.rtt_empty_p50_ms) | median | r2) / \(map(.rtt_empty_p99_ms) | median | r2) | \(map(.rtt_held_p50_ms) | median | r2) / \(map(.rtt_held_p99_ms) | median | r2) |"),
+  "| \(.[0].scenario) | \(.[0].server) | \(.[0].n) | \(map(.connected) | median | r0) | \(map(.kib_per_conn) | median | r2) | \(map(.rss_before_kib) | median | mb | r1) → \(map(.rss_after_kib) | median | mb | r1) | \(map(.hwm_after_kib) | median | mb | r1) | \(map(.rtt_empty_p50_ms) | median | r2) / \(map(.rtt_empty_p99_ms) | median | r2) | \(map(.rtt_held_p50_ms) | median | r2) / \(map(.rtt_held_p99_ms) | median | r2) |"),
 "",
 "### Stored state (fresh server each; RSS and HWM over the empty server)",
 "",

@@ -264,7 +264,9 @@ MOSQ_VERSION=$( ("$MOSQUITTO" -h 2>&1 || true) | awk 'NR==1{print $3}')
 {
   echo "# sockmq side-by-side benchmark"
   echo
-  echo "- date: $(date -u +%FT%TZ); sockmq $(git describe --tags --always --dirty 2>/dev/null || echo dev)$BEFORE_DESC"
+  if [ -n "$SOCKMQ_BIN" ]; then SMQ_DESC="binary $SOCKMQ_BIN ($(stat -c '%y' "$SOCKMQ_BIN" | cut -d. -f1), sha256 $(sha256sum "$SOCKMQ_BIN" | cut -c1-12)); load tool from $(git describe --tags --always --dirty 2>/dev/null || echo dev)"
+  else SMQ_DESC=$(git describe --tags --always --dirty 2>/dev/null || echo dev); fi
+  echo "- date: $(date -u +%FT%TZ); sockmq $SMQ_DESC$BEFORE_DESC"
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "- $(go version | cut -d' ' -f3), mosquitto $MOSQ_VERSION, socketcluster-server $SCS_VERSION, node $(node --version 2>/dev/null || echo -)"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg); repetitions: $REPS (medians shown)"

@@ -18,8 +18,8 @@ type chart struct {
 }
 
 const (
-	svgW, svgH                   = 760, 460
-	padL, padR, padT, padB       = 70, 230, 40, 56
+	svgW, svgH                   = 880, 460
+	padL, padR, padT, padB       = 70, 350, 40, 56
 	plotW, plotH                 = svgW - padL - padR, svgH - padT - padB
 	legendX, legendY, legendLine = svgW - padR + 16, padT + 10, 20
 )
