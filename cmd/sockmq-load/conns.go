@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -50,13 +49,14 @@ func runConns(kind string, args []string, stdout, stderr io.Writer) int {
 	keepalive := fs.Int("keepalive", 60, "MQTT keepalive in seconds (conns)")
 	user := fs.String("user", "", "MQTT user name (conns)")
 	pass := fs.String("pass", "", "MQTT password (conns)")
-	sub := fs.String("sub", "", "subscribe each connection to this filter at QoS 0 after CONNACK; %d becomes the connection's number (conns)")
+	sub := fs.Bool("sub", false, "conns: after CONNECT, subscribe each connection to its own topic (<topic>/<i>, QoS 1) and wait for the SUBACK")
+	subTopic := fs.String("topic", "sockmq-idle", "conns --sub: topic prefix")
 	useStdin := fs.Bool("stdin", false, "also stop when stdin reaches EOF")
 	jsonOut := fs.Bool("json", false, "print the summary as one JSON object")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: sockmq-load %s [flags]\n\n", name)
 		if kind == "mqtt" {
-			fmt.Fprint(stderr, "Opens N idle MQTT 3.1.1 connections (clean session; one subscription each with --sub) and holds them.\n")
+			fmt.Fprint(stderr, "Opens N idle MQTT 3.1.1 connections (clean session; no subscription, or one each with --sub) and holds them.\n")
 		} else {
 			fmt.Fprint(stderr, "Opens N idle SocketCluster sockets (handshake done, pings answered) and holds them.\n")
 		}
@@ -122,8 +122,11 @@ func runConns(kind string, args []string, stdout, stderr io.Writer) int {
 			if kind == "sc" {
 				closer, err = idleSC(ctx, *url, onDrop)
 			} else {
-				filter := strings.ReplaceAll(*sub, "%d", strconv.Itoa(i))
-				closer, err = idleMQTT(*addr, "sockmq-idle-"+runID+"-"+strconv.Itoa(i), *user, *pass, filter, uint16(*keepalive), onDrop)
+				filter := ""
+				if *sub {
+					filter = *subTopic + "/" + runID + "/" + strconv.Itoa(i)
+				}
+				closer, err = idleMQTT(*addr, "sockmq-idle-"+runID+"-"+strconv.Itoa(i), *user, *pass, uint16(*keepalive), filter, onDrop)
 			}
 			if err != nil {
 				failed.Add(1)
@@ -180,9 +183,10 @@ func runConns(kind string, args []string, stdout, stderr io.Writer) int {
 }
 
 // idleMQTT opens one MQTT 3.1.1 connection with a hand-written CONNECT (no
-// client library, so the load tool stays small next to the broker) and keeps
-// it alive with PINGREQ. A non-empty sub is subscribed to at QoS 0 first.
-func idleMQTT(addr, id, user, pass, sub string, keepalive uint16, onDrop func()) (func(), error) {
+// client library, so the load tool stays small next to the broker),
+// subscribes it to filter (QoS 1) unless filter is empty, and keeps it
+// alive with PINGREQ.
+func idleMQTT(addr, id, user, pass string, keepalive uint16, filter string, onDrop func()) (func(), error) {
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
@@ -201,10 +205,19 @@ func idleMQTT(addr, id, user, pass, sub string, keepalive uint16, onDrop func())
 		conn.Close()
 		return nil, fmt.Errorf("connection refused: connack % x", ack)
 	}
-	if sub != "" {
-		if err := subscribeIdle(conn, sub); err != nil {
+	if filter != "" {
+		if _, err := conn.Write(subscribePacket(1, filter, 1)); err != nil {
 			conn.Close()
 			return nil, err
+		}
+		var suback [5]byte
+		if _, err := io.ReadFull(conn, suback[:]); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("suback: %w", err)
+		}
+		if suback[0] != 0x90 || suback[1] != 3 || suback[4] == 0x80 {
+			conn.Close()
+			return nil, fmt.Errorf("subscription refused: suback % x", suback)
 		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
@@ -265,19 +278,30 @@ func connectPacket(id, user, pass string, keepalive uint16) []byte {
 		}
 	}
 	body[7] = flags
-	pk := []byte{0x10}
-	for l := len(body); ; {
+	return append(append([]byte{0x10}, remainingLength(len(body))...), body...)
+}
+
+// subscribePacket builds an MQTT 3.1.1 SUBSCRIBE for one filter.
+func subscribePacket(id uint16, filter string, qos byte) []byte {
+	body := []byte{byte(id >> 8), byte(id), byte(len(filter) >> 8), byte(len(filter))}
+	body = append(append(body, filter...), qos)
+	return append(append([]byte{0x82}, remainingLength(len(body))...), body...)
+}
+
+// remainingLength encodes an MQTT remaining length.
+func remainingLength(l int) []byte {
+	var out []byte
+	for {
 		b := byte(l % 128)
 		l /= 128
 		if l > 0 {
 			b |= 0x80
 		}
-		pk = append(pk, b)
+		out = append(out, b)
 		if l == 0 {
-			break
+			return out
 		}
 	}
-	return append(pk, body...)
 }
 
 // idleSC opens one SocketCluster socket, completes the handshake and
@@ -294,36 +318,4 @@ func idleSC(ctx context.Context, url string, onDrop func()) (func(), error) {
 		}
 	}()
 	return c.Close, nil
-}
-
-// subscribeIdle sends one QoS 0 SUBSCRIBE (packet id 1) and waits for its
-// SUBACK, under the caller's read deadline.
-func subscribeIdle(conn net.Conn, filter string) error {
-	if len(filter) == 0 || len(filter) > 1000 {
-		return errors.New("--sub: filter must be 1..1000 bytes")
-	}
-	body := []byte{0, 1, byte(len(filter) >> 8), byte(len(filter))}
-	body = append(append(body, filter...), 0)
-	pk := []byte{0x82}
-	for l := len(body); ; {
-		b := byte(l % 128)
-		if l /= 128; l > 0 {
-			b |= 0x80
-		}
-		pk = append(pk, b)
-		if l == 0 {
-			break
-		}
-	}
-	if _, err := conn.Write(append(pk, body...)); err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	var ack [5]byte
-	if _, err := io.ReadFull(conn, ack[:]); err != nil {
-		return fmt.Errorf("suback: %w", err)
-	}
-	if ack[0] != 0x90 || ack[4] >= 0x80 {
-		return fmt.Errorf("subscription refused: suback % x", ack)
-	}
-	return nil
 }

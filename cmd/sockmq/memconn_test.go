@@ -71,7 +71,7 @@ func buildLoadTool(t *testing.T) string {
 func runConns(t *testing.T, load, addr string, n int, hold bool) func() {
 	t.Helper()
 	cmd := exec.Command(load, "conns", "--addr", addr, "--n", strconv.Itoa(n), "--hold", "4m", "--stdin",
-		"--keepalive", "120", "--concurrency", "64", "--sub", "idle/%d/cmd")
+		"--keepalive", "120", "--concurrency", "64", "--sub", "--topic", "idle")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
