@@ -51,12 +51,9 @@ type poller struct {
 	// nil when the runtime could not register it (then epoll_wait blocks).
 	ep   *os.File
 	eprc syscall.RawConn
-	// The loop's epoll_wait through eprc: its events buffer, result, and
-	// whether the last batch emptied the ready list.
+	// The loop's events buffer and its RawConn read function (collect,
+	// bound once).
 	evs       []unix.EpollEvent
-	n         int
-	werr      error
-	drained   bool
 	collectFn func(uintptr) bool
 
 	mu      sync.Mutex
