@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -81,6 +80,7 @@ func quiet5(t *testing.T, c *testutil.Client5, d time.Duration, who string) {
 func TestClusterMessaging(t *testing.T) {
 	apps, cfgs := threeApps(t)
 	n1, n2, n3 := apps[0], apps[1], apps[2]
+	parent := t // what the subtests start lives until the whole test ends
 
 	t.Run("cross-node QoS 0/1/2 to MQTT and bridge, in order, no duplicates", func(t *testing.T) {
 		overlap := testutil.MustConnect5(t, n2.Broker.MQTTAddr(), "overlap")
@@ -207,7 +207,7 @@ func TestClusterMessaging(t *testing.T) {
 		// n3 is down while r/2 is retained; restarted, it has it.
 		clustertest.StopApp(t, n3)
 		pub.Pub(t, "r/2", 1, true, "while n3 was down")
-		restarted := clustertest.StartApps(t, cfgs[2:])[0]
+		restarted := clustertest.StartApps(parent, cfgs[2:])[0]
 		apps[2] = restarted
 		c := testutil.MustConnect5(t, restarted.Broker.MQTTAddr(), "retn3")
 		c.Sub(t, "r/#", 1)
@@ -233,8 +233,57 @@ func TestClusterMessaging(t *testing.T) {
 			}
 		}
 	})
-	_ = cfgs
+	t.Run("QoS 1/2 refused while NATS is unreachable, local QoS 0 continues", func(t *testing.T) {
+		n3 := apps[2]
+		local := testutil.MustConnect5(t, n3.Broker.MQTTAddr(), "local")
+		local.Sub(t, "x/local", 0)
+		v5 := testutil.MustConnect5(t, n3.Broker.MQTTAddr(), "cut5")
+		v3, err := testutil.Connect3(t, n3.Broker.MQTTAddr(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n3.Cluster.Server().Shutdown() // n3 loses NATS; the others keep their quorum
+		clustertest.Eventually(t, 10*time.Second, "n3's /healthz to report the cluster unreachable", func() bool {
+			h := health(t, n3)
+			c, _ := h["cluster"].(map[string]any)
+			return h["status"] == "cluster unavailable" && c["connected"] == false
+		})
+		for _, qos := range []byte{1, 2} {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			r, err := v5.Publish(ctx, &paho.Publish{Topic: "x/a", QoS: qos, Payload: []byte("unstored")})
+			cancel()
+			if r == nil || r.ReasonCode != 0x80 {
+				t.Fatalf("MQTT 5 QoS %d publish while NATS is down: response %+v, %v; want reason 0x80", qos, r, err)
+			}
+		}
+		tok := v3.Publish("x/a", 1, false, "unstored")
+		tok.WaitTimeout(5 * time.Second)
+		clustertest.Eventually(t, 5*time.Second, "the MQTT 3.1.1 publisher to be disconnected without PUBACK", func() bool {
+			return !v3.IsConnectionOpen()
+		})
+		if tok.Error() == nil && tok.WaitTimeout(0) {
+			t.Fatalf("MQTT 3.1.1 QoS 1 publish while NATS is down was acknowledged")
+		}
+		v5.Pub(t, "x/local", 0, false, "still local")
+		if m := local.Next(t); string(m.Payload) != "still local" {
+			t.Fatalf("local QoS 0 delivery on n3: %q", m.Payload)
+		}
+		if body := get(t, "http://"+n3.Broker.HTTPAddr()+"/metrics"); !strings.Contains(body, "sockmq_cluster_publish_refused_total 3") {
+			t.Errorf("/metrics on n3 does not count 3 refused publishes:\n%s", grepLines(body, "sockmq_cluster"))
+		}
+	})
 }
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 
 func get(t *testing.T, url string) string {
 	t.Helper()
@@ -256,6 +305,3 @@ func health(t *testing.T, a *app.App) map[string]any {
 	return h
 }
 
-var _ = sync.Mutex{}
-var _ = context.Background
-var _ = paho.Publish{}
