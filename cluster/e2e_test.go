@@ -300,7 +300,6 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-
 func get(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -320,4 +319,3 @@ func health(t *testing.T, a *app.App) map[string]any {
 	}
 	return h
 }
-
