@@ -44,6 +44,7 @@ type Server struct {
 	subs     subIndex
 	retained retainedStore
 	clock    *clock
+	trim     memTrimmer // used by the clock's goroutine only
 	// backplane joins a cluster (nil: a single node); set before Start.
 	backplane   Backplane
 	healthParts []healthPart
@@ -234,6 +235,7 @@ func (s *Server) Start() (err error) {
 	s.clock.start()
 	s.resumeRestored()
 	s.clock.startSys(time.Now())
+	s.clock.startTrim()
 	for _, tl := range []*tcpListener{s.tcp, s.tls} {
 		if tl != nil {
 			go tl.serve()
