@@ -12,6 +12,7 @@ import (
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/cluster"
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/lwt"
@@ -27,6 +28,10 @@ type App struct {
 	Presence *presence.Tracker
 	Wills    *lwt.Registry // nil when the bridge is disabled
 	Metrics  *prometheus.Registry
+	// Cluster and Backplane are this node's cluster membership and data
+	// plane; nil without a cluster: section.
+	Cluster   *cluster.Node
+	Backplane *cluster.Backplane
 
 	cancel       context.CancelFunc
 	shutdownOnce sync.Once
@@ -49,6 +54,10 @@ func New(cfg config.File, log *slog.Logger) (*App, error) {
 	a := &App{Log: log, Auth: authSvc, Metrics: prometheus.NewRegistry()}
 	a.Broker, err = broker.New(cfg.Broker(), authSvc, a.Metrics, log)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.joinCluster(cfg); err != nil {
+		_ = a.Broker.Shutdown(context.Background())
 		return nil, err
 	}
 	a.Presence = wirePresence(a.Broker, log)
@@ -123,6 +132,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 			errs = append(errs, a.Bridge.Shutdown(ctx))
 		}
 		errs = append(errs, a.Broker.Shutdown(ctx))
+		errs = append(errs, a.leaveCluster(ctx))
 		a.Presence.Close()
 		if a.Wills != nil {
 			a.Wills.Close()
