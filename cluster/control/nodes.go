@@ -27,7 +27,6 @@ func (c *Controller) beat() error {
 // watchNodes records every heartbeat with the local time it was seen.
 func (c *Controller) watchNodes(w jetstream.KeyWatcher) {
 	defer c.wg.Done()
-	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-c.ctx.Done():

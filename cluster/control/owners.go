@@ -174,7 +174,6 @@ func (c *Controller) ClaimWill(clientID string) bool {
 // watchOwners ends local sessions of client ids that another node claimed.
 func (c *Controller) watchOwners(w jetstream.KeyWatcher) {
 	defer c.wg.Done()
-	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-c.ctx.Done():
