@@ -127,7 +127,7 @@ func (c *Controller) Release(clientID string, epoch uint64) {
 		return
 	}
 	var rec owner
-	if json.Unmarshal(e.Value(), &rec) != nil || rec.Node != c.cfg.Node || (epoch != 0 && e.Revision() != epoch) {
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Node != c.cfg.Node || (epoch != 0 && e.Revision() != epoch) || (epoch == 0 && rec.Instance == c.instance) {
 		return
 	}
 	if err := c.owners.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil && !isWrongRevision(err) {

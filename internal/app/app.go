@@ -12,6 +12,7 @@ import (
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/cluster/control"
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/lwt"
@@ -27,6 +28,9 @@ type App struct {
 	Presence *presence.Tracker
 	Wills    *lwt.Registry // nil when the bridge is disabled
 	Metrics  *prometheus.Registry
+	// Control is the cluster-wide control state (client ids, wills,
+	// presence of dead nodes, token revocations); nil on a single node.
+	Control *control.Controller
 
 	cancel       context.CancelFunc
 	shutdownOnce sync.Once
@@ -34,7 +38,10 @@ type App struct {
 }
 
 // New builds every component from cfg. Nothing listens until Start.
-func New(cfg config.File, log *slog.Logger) (*App, error) {
+func New(cfg config.File, log *slog.Logger) (*App, error) { return newApp(cfg, log, nil) }
+
+// newApp is New, with the cluster's control state when cd is not nil.
+func newApp(cfg config.File, log *slog.Logger, cd *controlDeps) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -51,7 +58,16 @@ func New(cfg config.File, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Presence = wirePresence(a.Broker, log)
+	var pub presence.Publisher = presencePublisher{a.Broker}
+	node := ""
+	if cd != nil {
+		if a.Control, err = a.newControl(cfg, *cd); err != nil {
+			_ = a.Broker.Shutdown(context.Background())
+			return nil, err
+		}
+		pub, node = mirroredPresence{presencePublisher{a.Broker}, a.Control}, cd.Node
+	}
+	a.Presence = wirePresence(a.Broker, pub, node, log)
 	if err := a.newBridge(cfg); err != nil {
 		_ = a.Broker.Shutdown(context.Background())
 		a.Presence.Close()
@@ -74,7 +90,12 @@ func (a *App) newBridge(cfg config.File) error {
 	bcfg.AllowedOrigins = cfg.AllowedOrigins()
 	authz := authAdapter{a.Auth}
 	obs := &socketObserver{presence: a.Presence}
+	var revocations bridge.Revocations
+	if a.Control != nil {
+		revocations = a.Control.Revocations() // shared by every node
+	}
 	br, err := bridge.New(bcfg, bridge.Options{
+		Revocations: revocations,
 		Broker:     brokerAdapter{a.Broker},
 		Authorizer: authz,
 		Registerer: a.Metrics,
@@ -101,6 +122,12 @@ func (a *App) Start() error {
 		_ = a.Shutdown(context.Background())
 		return err
 	}
+	if a.Control != nil {
+		if err := a.Control.Start(); err != nil {
+			_ = a.Shutdown(context.Background())
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	go a.Auth.Watch(ctx, time.Second)
@@ -123,6 +150,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 			errs = append(errs, a.Bridge.Shutdown(ctx))
 		}
 		errs = append(errs, a.Broker.Shutdown(ctx))
+		if a.Control != nil {
+			errs = append(errs, a.Control.Shutdown(ctx))
+		}
 		a.Presence.Close()
 		if a.Wills != nil {
 			a.Wills.Close()
