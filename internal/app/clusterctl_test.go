@@ -1,0 +1,177 @@
+package app_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sockmq/sockmq/auth"
+	"github.com/sockmq/sockmq/config"
+	"github.com/sockmq/sockmq/internal/app"
+	"github.com/sockmq/sockmq/internal/testutil"
+)
+
+// startJetStream runs a JetStream nats-server on a random loopback port.
+func startJetStream(t *testing.T) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// startNode runs a sockmq node whose control state lives on s.
+func startNode(t *testing.T, s *server.Server, node string, mutate func(*config.File)) *app.App {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Listeners.MQTT.Address = "127.0.0.1:0"
+	cfg.Listeners.HTTP.Address = "127.0.0.1:0"
+	cfg.Persistence.DataDir = t.TempDir()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.NewWithControl(cfg, testutil.Logger(t), js, "t", node, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return a
+}
+
+// connectRaw sends CONNECT with a user name and returns the CONNACK code.
+func connectRaw(t *testing.T, addr string, version byte, id, user, password string) (*testutil.Raw, byte) {
+	t.Helper()
+	c := testutil.DialRaw(t, addr, version)
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}}
+	pk.Connect.ProtocolName = []byte("MQTT")
+	pk.Connect.Clean = true
+	pk.Connect.ClientIdentifier = id
+	pk.Connect.Keepalive = 60
+	if user != "" {
+		pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte(user)
+		pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte(password)
+	}
+	c.Send(pk)
+	ack := c.Next(5 * time.Second)
+	if ack.FixedHeader.Type != packets.Connack {
+		t.Fatalf("expected CONNACK, got %s", packets.PacketNames[ack.FixedHeader.Type])
+	}
+	return c, ack.ReasonCode
+}
+
+// A client reconnecting on another node takes its client id over: the old
+// node ends the old connection with 0x8E and the new one stays (no flap).
+func TestClusterTakeoverAcrossNodes(t *testing.T) {
+	s := startJetStream(t)
+	a := startNode(t, s, "a", nil)
+	b := startNode(t, s, "b", nil)
+	old, code := connectRaw(t, a.Broker.MQTTAddr(), 5, "dev-1", "", "")
+	if code != 0 {
+		t.Fatalf("CONNACK on a: %#x", code)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { return b.Control.Alive("a") }, "b sees a")
+	cur, code := connectRaw(t, b.Broker.MQTTAddr(), 5, "dev-1", "", "")
+	if code != 0 {
+		t.Fatalf("CONNACK on b: %#x", code)
+	}
+	pk, _ := old.Expect(packets.Disconnect, 5*time.Second)
+	if pk.ReasonCode != packets.ErrSessionTakenOver.Code {
+		t.Fatalf("old connection got DISCONNECT %#x, want 0x8E", pk.ReasonCode)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { return !a.Broker.Connected("dev-1") }, "session gone from a")
+	// The new connection stays.
+	for range 3 {
+		cur.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+		if pk := cur.Next(5 * time.Second); pk.FixedHeader.Type != packets.Pingresp {
+			t.Fatalf("new connection got %s, want PINGRESP", packets.PacketNames[pk.FixedHeader.Type])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !b.Broker.Connected("dev-1") || a.Broker.Connected("dev-1") {
+		t.Fatal("client id should be connected on b only")
+	}
+	// And back to a: b lets it go.
+	_, code = connectRaw(t, a.Broker.MQTTAddr(), 4, "dev-1", "", "")
+	if code != 0 {
+		t.Fatalf("CONNACK on a again: %#x", code)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { return !b.Broker.Connected("dev-1") }, "session gone from b")
+}
+
+// A client id owned by one user is refused to another user on any node.
+func TestClusterClientIDOfAnotherUserRefused(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "passwd")
+	var pf auth.PasswordFile
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := pf.Set(u, "pw-"+u, auth.DefaultIterations); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pf.Save(pw); err != nil {
+		t.Fatal(err)
+	}
+	withPW := func(c *config.File) { c.Auth.PasswordFile = pw }
+	s := startJetStream(t)
+	a := startNode(t, s, "a", withPW)
+	b := startNode(t, s, "b", withPW)
+	if _, code := connectRaw(t, a.Broker.MQTTAddr(), 5, "shared-id", "alice", "pw-alice"); code != 0 {
+		t.Fatalf("alice on a: %#x", code)
+	}
+	if _, code := connectRaw(t, b.Broker.MQTTAddr(), 5, "shared-id", "bob", "pw-bob"); code != packets.ErrNotAuthorized.Code {
+		t.Fatalf("bob on b with alice's client id: CONNACK %#x, want 0x87", code)
+	}
+	if _, code := connectRaw(t, b.Broker.MQTTAddr(), 4, "shared-id", "bob", "pw-bob"); code != 5 {
+		t.Fatalf("bob (3.1.1) on b with alice's client id: CONNACK %d, want 5", code)
+	}
+	if !a.Broker.Connected("shared-id") {
+		t.Fatal("alice's connection was disturbed")
+	}
+}
+
+// When the cluster's state cannot be reached, CONNECT is refused with
+// "server unavailable" (MQTT 5 0x88, MQTT 3.1.1 code 3).
+func TestClusterConnectRefusedWhenOwnershipCannotBeChecked(t *testing.T) {
+	s := startJetStream(t)
+	a := startNode(t, s, "a", nil)
+	s.Shutdown()
+	s.WaitForShutdown()
+	if _, code := connectRaw(t, a.Broker.MQTTAddr(), 5, "x5", "", ""); code != packets.ErrServerUnavailable.Code {
+		t.Fatalf("MQTT 5 CONNECT without NATS: %#x, want 0x88", code)
+	}
+	if _, code := connectRaw(t, a.Broker.MQTTAddr(), 4, "x4", "", ""); code != 3 {
+		t.Fatalf("MQTT 3.1.1 CONNECT without NATS: %d, want 3", code)
+	}
+}
