@@ -96,12 +96,12 @@ func (a *App) newBridge(cfg config.File) error {
 	}
 	br, err := bridge.New(bcfg, bridge.Options{
 		Revocations: revocations,
-		Broker:     brokerAdapter{a.Broker},
-		Authorizer: authz,
-		Registerer: a.Metrics,
-		DataDir:    cfg.Persistence.DataDir,
-		Observer:   obs,
-		LoginGuard: a.Broker.LoginGuard(), // one guard: failures over MQTT and the bridge add up per address
+		Broker:      brokerAdapter{a.Broker},
+		Authorizer:  authz,
+		Registerer:  a.Metrics,
+		DataDir:     cfg.Persistence.DataDir,
+		Observer:    obs,
+		LoginGuard:  a.Broker.LoginGuard(), // one guard: failures over MQTT and the bridge add up per address
 	}, a.Log.With("component", "bridge"))
 	if err != nil {
 		return err
