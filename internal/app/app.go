@@ -94,15 +94,16 @@ func (a *App) newBridge(cfg config.File) error {
 	if a.Control != nil {
 		revocations = a.Control.Revocations() // shared by every node
 	}
-	br, err := bridge.New(bcfg, bridge.Options{
-		Revocations: revocations,
-		Broker:      brokerAdapter{a.Broker},
-		Authorizer:  authz,
-		Registerer:  a.Metrics,
-		DataDir:     cfg.Persistence.DataDir,
-		Observer:    obs,
-		LoginGuard:  a.Broker.LoginGuard(), // one guard: failures over MQTT and the bridge add up per address
-	}, a.Log.With("component", "bridge"))
+	opts := bridge.Options{
+		Broker:     brokerAdapter{a.Broker},
+		Authorizer: authz,
+		Registerer: a.Metrics,
+		DataDir:    cfg.Persistence.DataDir,
+		Observer:   obs,
+		LoginGuard: a.Broker.LoginGuard(), // one guard: failures over MQTT and the bridge add up per address
+	}
+	opts.Revocations = revocations
+	br, err := bridge.New(bcfg, opts, a.Log.With("component", "bridge"))
 	if err != nil {
 		return err
 	}
