@@ -64,7 +64,8 @@ type Server struct {
 	shutdownOnce sync.Once
 	stopped      chan struct{}
 	restored     *store.Snapshot
-	cluster      *clusterState // nil without a cluster (cluster_session.go)
+	cluster      *clusterState  // nil without a cluster (cluster_session.go)
+	health       []healthReport // extra /healthz members (health.go)
 	// restoredExpiry lists restored queued messages that expire, for Start.
 	restoredExpiry []queuedExpiry
 }
@@ -153,7 +154,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 	}
-	_, _ = fmt.Fprintf(w, `{"status":"ok","clients":%d}`+"\n", s.metrics.clients.Load())
+	_, _ = fmt.Fprintf(w, `{"status":"ok","clients":%d%s}`+"\n", s.metrics.clients.Load(), s.healthExtras())
 }
 
 // committed is the store's committed batch (everything, without a store).

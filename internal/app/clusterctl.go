@@ -103,6 +103,7 @@ func (a *App) newControl(cfg config.File, d controlDeps) (*control.Controller, e
 		return nil, err
 	}
 	b.SetClusterSessions(clusterSessions{ctl})
+	b.AddHealth("cluster_control", func() any { return ctl.Health() })
 	return ctl, nil
 }
 

@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -173,5 +175,46 @@ func TestClusterConnectRefusedWhenOwnershipCannotBeChecked(t *testing.T) {
 	}
 	if _, code := connectRaw(t, a.Broker.MQTTAddr(), 4, "x4", "", ""); code != 3 {
 		t.Fatalf("MQTT 3.1.1 CONNECT without NATS: %d, want 3", code)
+	}
+}
+
+// /healthz lists the cluster's nodes and names the auth files whose hash
+// differs between live nodes.
+func TestClusterHealthReportsFilesThatDiffer(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, node := range []string{"a", "b"} {
+		var pf auth.PasswordFile
+		if _, err := pf.Set("user-"+node, "pw", auth.DefaultIterations); err != nil {
+			t.Fatal(err)
+		}
+		files[node] = filepath.Join(dir, node+".passwd")
+		if err := pf.Save(files[node]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startJetStream(t)
+	a := startNode(t, s, "a", func(c *config.File) { c.Auth.PasswordFile = files["a"] })
+	startNode(t, s, "b", func(c *config.File) { c.Auth.PasswordFile = files["b"] })
+	var h struct {
+		Status  string `json:"status"`
+		Control struct {
+			Nodes []struct {
+				Node  string `json:"node"`
+				Alive bool   `json:"alive"`
+			} `json:"nodes"`
+			FilesDiffer []string `json:"files_differ"`
+		} `json:"cluster_control"`
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + a.Broker.HTTPAddr() + "/healthz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&h) == nil && len(h.Control.Nodes) == 2
+	}, "both nodes in /healthz")
+	if h.Status != "ok" || len(h.Control.FilesDiffer) != 1 || h.Control.FilesDiffer[0] != "password_file" {
+		t.Fatalf("/healthz = %+v, want files_differ [password_file]", h)
 	}
 }
