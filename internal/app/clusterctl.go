@@ -61,6 +61,16 @@ type mirroredPresence struct {
 }
 
 func (p mirroredPresence) PublishPresence(topic string, payload []byte, retain bool) error {
+	m := broker.Message{Topic: topic, Payload: payload, Retain: retain, QoS: 1}
+	if len(payload) > 0 {
+		m.ContentType, m.PayloadFormat, m.HasPayloadFormat = "application/json", 1, true
+	}
+	err := p.b.Publish(m)
+	if errors.Is(err, broker.ErrNotRunning) {
+		// Shutting down: the record stays, and the other nodes clear the
+		// session from presence once this node's liveness key expires.
+		return nil
+	}
 	if id, ok := strings.CutPrefix(topic, presence.ClientsPrefix); ok && retain {
 		var doc []byte
 		if len(payload) > 0 {
@@ -68,7 +78,7 @@ func (p mirroredPresence) PublishPresence(topic string, payload []byte, retain b
 		}
 		p.ctl.MirrorPresence(id, doc)
 	}
-	return p.presencePublisher.PublishPresence(topic, payload, retain)
+	return err
 }
 
 // newControl opens the cluster's control state and hooks it into the
