@@ -12,6 +12,7 @@ import (
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/cluster"
 	"github.com/sockmq/sockmq/cluster/control"
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/internal/limit"
@@ -31,6 +32,9 @@ type App struct {
 	// Control is the cluster-wide control state (client ids, wills,
 	// presence of dead nodes, token revocations); nil on a single node.
 	Control *control.Controller
+	// Cluster is this node's NATS connection (and embedded server); nil on
+	// a single node.
+	Cluster *cluster.Node
 
 	cancel       context.CancelFunc
 	shutdownOnce sync.Once
@@ -38,7 +42,12 @@ type App struct {
 }
 
 // New builds every component from cfg. Nothing listens until Start.
-func New(cfg config.File, log *slog.Logger) (*App, error) { return newApp(cfg, log, nil) }
+func New(cfg config.File, log *slog.Logger) (*App, error) {
+	if cfg.Cluster != nil {
+		return newClustered(cfg, log)
+	}
+	return newApp(cfg, log, nil)
+}
 
 // newApp is New, with the cluster's control state when cd is not nil.
 func newApp(cfg config.File, log *slog.Logger, cd *controlDeps) (*App, error) {
@@ -153,6 +162,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		errs = append(errs, a.Broker.Shutdown(ctx))
 		if a.Control != nil {
 			errs = append(errs, a.Control.Shutdown(ctx))
+		}
+		if a.Cluster != nil {
+			errs = append(errs, a.Cluster.Shutdown(ctx))
 		}
 		a.Presence.Close()
 		if a.Wills != nil {
