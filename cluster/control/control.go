@@ -183,15 +183,32 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Controller, error)
 }
 
 func (c *Controller) bucket(ctx context.Context, name string, ttl time.Duration) (jetstream.KeyValue, error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*c.cfg.Timeout)
+	// Several nodes start at once and race to create the same buckets; a
+	// replicated create may go unanswered while another one is applied,
+	// so each attempt is short: look the bucket up, create it if missing,
+	// and try again until the deadline.
+	ctx, cancel := context.WithTimeout(ctx, 10*c.cfg.Timeout)
 	defer cancel()
-	kv, err := c.cfg.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, History: 1, TTL: ttl, Replicas: c.cfg.Replicas, Storage: jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, unavailable("open bucket "+name, err)
+	var last error
+	for attempt := 0; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		kv, err := c.cfg.JetStream.KeyValue(actx, name)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = c.cfg.JetStream.CreateKeyValue(actx, jetstream.KeyValueConfig{
+				Bucket: name, History: 1, TTL: ttl, Replicas: c.cfg.Replicas, Storage: jetstream.FileStorage,
+			})
+		}
+		acancel()
+		if err == nil {
+			return kv, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, unavailable("open bucket "+name, last)
+		case <-time.After(time.Duration(50*(attempt+1)) * time.Millisecond):
+		}
 	}
-	return kv, nil
 }
 
 // Instance is the id of this run of the node (a new one at every start).
