@@ -218,3 +218,39 @@ func TestClusterHealthReportsFilesThatDiffer(t *testing.T) {
 		t.Fatalf("/healthz = %+v, want files_differ [password_file]", h)
 	}
 }
+
+// A bridge token signed on one node works on another (same
+// bridge.auth_key); a logout on the first node revokes it on both: the
+// socket holding it on the other node loses it, and it no longer
+// authenticates there.
+func TestClusterBridgeTokensAndRevocationsAcrossNodes(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "passwd")
+	var pf auth.PasswordFile
+	if _, err := pf.Set("alice", "pw-alice", auth.DefaultIterations); err != nil {
+		t.Fatal(err)
+	}
+	if err := pf.Save(pw); err != nil {
+		t.Fatal(err)
+	}
+	mutate := func(c *config.File) {
+		c.Auth.PasswordFile = pw
+		c.Bridge.Enabled = true
+		c.Bridge.AuthKey = "0123456789abcdef0123456789abcdef"
+	}
+	s := startJetStream(t)
+	a := startNode(t, s, "a", mutate)
+	b := startNode(t, s, "b", mutate)
+
+	onA, _ := sc(t, a)
+	tok := onA.Login("alice", "pw-alice")
+	onB := testutil.DialSC(t, testutil.SCURL(b.Broker.HTTPAddr()), nil)
+	if hs := onB.Handshake(&tok); hs["isAuthenticated"] != true {
+		t.Fatalf("token from node a on node b: handshake %v", hs)
+	}
+	mustOK(t, onA.Invoke("logout", nil), "logout on a")
+	onB.Next(testutil.IsEvent("#removeAuthToken"), "#removeAuthToken on node b after the logout on node a")
+	again := testutil.DialSC(t, testutil.SCURL(b.Broker.HTTPAddr()), nil)
+	if hs := again.Handshake(&tok); hs["isAuthenticated"] != false {
+		t.Fatalf("logged-out token still authenticates on node b: %v", hs)
+	}
+}
