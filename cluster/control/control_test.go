@@ -194,3 +194,24 @@ func TestHealthReportsFilesThatDiffer(t *testing.T) {
 		t.Fatalf("files_differ = %v, want [passwd]", h.FilesDiffer)
 	}
 }
+
+// A reaped will is checked against the ACL when it is sent: refused, it
+// is dropped (and not left for anyone else to send).
+func TestReapedWillObeysACL(t *testing.T) {
+	s := startServer(t)
+	const ttl = time.Second
+	a := startNode(t, s, "a", ttl, nil)
+	b := startNode(t, s, "b", ttl, nil)
+	b.rec.mu.Lock()
+	b.rec.deny = true
+	b.rec.mu.Unlock()
+	if _, err := a.c.Claim(context.Background(), Claim{ClientID: "w", User: "u", Will: &Will{Topic: "t/w"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "b sees a and its will", func() bool { return b.c.Alive("a") && len(b.c.entries(b.c.wills, "a")) == 1 })
+	a.stop(t)
+	waitFor(t, 8*ttl, "will claimed by the reaper", func() bool { return len(b.c.entries(b.c.wills, "a")) == 0 })
+	if n := b.rec.willCount(); n != 0 {
+		t.Fatalf("%d wills published against the ACL", n)
+	}
+}

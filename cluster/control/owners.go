@@ -96,8 +96,14 @@ func (c *Controller) Claim(ctx context.Context, cl Claim) (Grant, error) {
 		if _, err := c.wills.Put(ctx, wk, b); err != nil {
 			return Grant{}, unavailable("store will of "+cl.ClientID, err)
 		}
-	} else if err := c.wills.Delete(ctx, wk); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Grant{}, unavailable("clear will of "+cl.ClientID, err)
+	} else if _, err := c.wills.Get(ctx, wk); err == nil {
+		// A read first: most connections have no will stored, and a
+		// delete is a replicated write even then.
+		if err := c.wills.Delete(ctx, wk); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return Grant{}, unavailable("clear will of "+cl.ClientID, err)
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Grant{}, unavailable("read will of "+cl.ClientID, err)
 	}
 	return g, nil
 }
