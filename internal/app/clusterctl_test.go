@@ -20,7 +20,7 @@ import (
 )
 
 // startJetStream runs a JetStream nats-server on a random loopback port.
-func startJetStream(t *testing.T) *server.Server {
+func startJetStream(t testing.TB) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
@@ -34,8 +34,9 @@ func startJetStream(t *testing.T) *server.Server {
 	return s
 }
 
-// startNode runs a sockmq node whose control state lives on s.
-func startNode(t *testing.T, s *server.Server, node string, mutate func(*config.File)) *app.App {
+// startNode runs a sockmq node whose control state lives on s (a single
+// node without control state when node is empty).
+func startNode(t testing.TB, s *server.Server, node string, mutate func(*config.File)) *app.App {
 	t.Helper()
 	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
@@ -56,7 +57,12 @@ func startNode(t *testing.T, s *server.Server, node string, mutate func(*config.
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.NewWithControl(cfg, testutil.Logger(t), js, "t", node, 2*time.Second)
+	var a *app.App
+	if node == "" { // a single node, for comparison
+		a, err = app.New(cfg, testutil.Logger(t))
+	} else {
+		a, err = app.NewWithControl(cfg, testutil.Logger(t), js, "t", node, 2*time.Second)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +80,7 @@ func startNode(t *testing.T, s *server.Server, node string, mutate func(*config.
 }
 
 // connectRaw sends CONNECT with a user name and returns the CONNACK code.
-func connectRaw(t *testing.T, addr string, version byte, id, user, password string) (*testutil.Raw, byte) {
+func connectRaw(t testing.TB, addr string, version byte, id, user, password string) (*testutil.Raw, byte) {
 	t.Helper()
 	c := testutil.DialRaw(t, addr, version)
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}}
