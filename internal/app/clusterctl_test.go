@@ -17,6 +17,7 @@ import (
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/internal/app"
 	"github.com/sockmq/sockmq/internal/testutil"
+	"github.com/sockmq/sockmq/presence"
 )
 
 // startJetStream runs a JetStream nats-server on a random loopback port.
@@ -111,6 +112,8 @@ func TestClusterTakeoverAcrossNodes(t *testing.T) {
 		t.Fatalf("CONNACK on a: %#x", code)
 	}
 	testutil.WaitFor(t, 5*time.Second, func() bool { return b.Control.Alive("a") }, "b sees a")
+	events := testutil.MustConnect5(t, b.Broker.MQTTAddr(), "events")
+	events.Sub(t, presence.ConnectedTopic, 0)
 	cur, code := connectRaw(t, b.Broker.MQTTAddr(), 5, "dev-1", "", "")
 	if code != 0 {
 		t.Fatalf("CONNACK on b: %#x", code)
@@ -120,6 +123,19 @@ func TestClusterTakeoverAcrossNodes(t *testing.T) {
 		t.Fatalf("old connection got DISCONNECT %#x, want 0x8E", pk.ReasonCode)
 	}
 	testutil.WaitFor(t, 5*time.Second, func() bool { return !a.Broker.Connected("dev-1") }, "session gone from a")
+	var ev presence.Event
+	if err := json.Unmarshal(events.Next(t).Payload, &ev); err != nil || ev.ID != "dev-1" || ev.Node != "b" || !ev.Takeover || ev.ConnectedAt.IsZero() {
+		t.Fatalf("connected event %+v (%v): want dev-1 on node b, takeover, connected_at", ev, err)
+	}
+	// The old node forgets the session without a leave of its own.
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		for _, s := range a.Presence.List() {
+			if s.ID == "dev-1" {
+				return false
+			}
+		}
+		return true
+	}, "dev-1 gone from a's presence list")
 	// The new connection stays.
 	for range 3 {
 		cur.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
