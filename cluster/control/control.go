@@ -57,6 +57,10 @@ type Hooks struct {
 	// FileHashes returns the hashes of the node's password and ACL files,
 	// reported with its heartbeat; nil reports none.
 	FileHashes func() map[string]string
+	// Rejoined, if set, is called when this node heart-beats again after
+	// failing for at least NodeTTL: the other nodes may have reaped it,
+	// so it publishes its sessions' presence again.
+	Rejoined func()
 }
 
 // Config configures a Controller.

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,23 @@ func TestReapedWillObeysACL(t *testing.T) {
 	if n := b.rec.willCount(); n != 0 {
 		t.Fatalf("%d wills published against the ACL", n)
 	}
+}
+
+// A node whose heartbeat failed for longer than node_ttl (NATS out of
+// reach) is told when it heart-beats again, to publish its presence anew.
+func TestRejoinedAfterAnOutage(t *testing.T) {
+	dir := t.TempDir()
+	s := startServerAt(t, -1, dir)
+	port := s.Addr().(*net.TCPAddr).Port
+	const ttl = 800 * time.Millisecond
+	a := startNode(t, s, "a", ttl, nil)
+	s.Shutdown()
+	s.WaitForShutdown()
+	time.Sleep(2 * ttl) // the outage must outlast the TTL
+	startServerAt(t, port, dir)
+	waitFor(t, 15*time.Second, "rejoined hook", func() bool {
+		a.rec.mu.Lock()
+		defer a.rec.mu.Unlock()
+		return a.rec.rejoined == 1
+	})
 }

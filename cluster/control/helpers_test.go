@@ -17,8 +17,15 @@ import (
 // startServer runs a JetStream nats-server on a random loopback port.
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
+	return startServerAt(t, -1, t.TempDir())
+}
+
+// startServerAt runs a JetStream nats-server on port (-1: random) with its
+// store in dir.
+func startServerAt(t *testing.T, port int, dir string) *server.Server {
+	t.Helper()
 	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
 		NoLog: true, NoSigs: true,
 	})
 	if err != nil {
@@ -39,6 +46,7 @@ type recorder struct {
 	wills     []Will
 	presence  []string // topic + " " + payload
 	deny      bool
+	rejoined  int
 }
 
 func (r *recorder) hooks(files map[string]string) Hooks {
@@ -66,6 +74,11 @@ func (r *recorder) hooks(files map[string]string) Hooks {
 			return nil
 		},
 		FileHashes: func() map[string]string { return files },
+		Rejoined: func() {
+			r.mu.Lock()
+			r.rejoined++
+			r.mu.Unlock()
+		},
 	}
 }
 

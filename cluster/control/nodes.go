@@ -69,6 +69,7 @@ func (c *Controller) loop() {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	failing := false
+	var failingSince time.Time
 	scanned := false
 	for {
 		select {
@@ -79,13 +80,19 @@ func (c *Controller) loop() {
 		if err := c.beat(); err != nil {
 			if !failing {
 				c.log.Warn("cluster heartbeat failing: other nodes will consider this node dead after node_ttl", "ttl", c.cfg.NodeTTL, "error", err)
+				failingSince = time.Now()
 			}
 			failing = true
 			continue
 		}
 		if failing {
-			c.log.Info("cluster heartbeat restored")
 			failing = false
+			down := time.Since(failingSince)
+			c.log.Info("cluster heartbeat restored", "after", down.Round(time.Millisecond))
+			if down >= c.cfg.NodeTTL && c.cfg.Hooks.Rejoined != nil {
+				c.wg.Add(1)
+				go func() { defer c.wg.Done(); c.cfg.Hooks.Rejoined() }()
+			}
 		}
 		for _, node := range c.deadPeers() {
 			c.wg.Add(1)

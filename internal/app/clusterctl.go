@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,6 +110,7 @@ func (a *App) newControl(cfg config.File, d controlDeps) (*control.Controller, e
 			},
 			PublishPresence: presencePublisher{b}.PublishPresence,
 			FileHashes:      func() map[string]string { return fileHashes(cfg.Auth) },
+			Rejoined:        a.republishPresence,
 		},
 	}, a.Log)
 	if err != nil {
@@ -160,4 +162,25 @@ func newClustered(cfg config.File, log *slog.Logger) (*App, error) {
 	}
 	a.Cluster = node
 	return a, nil
+}
+
+// republishPresence publishes (and mirrors) the document of every local
+// session again: after this node was cut off from the cluster for longer
+// than node_ttl, another node may have removed them as a dead node's.
+func (a *App) republishPresence() {
+	if a.Presence == nil || a.Control == nil {
+		return
+	}
+	pub := mirroredPresence{presencePublisher{a.Broker}, a.Control}
+	sessions := a.Presence.Snapshot().Sessions
+	for _, s := range sessions {
+		doc, err := json.Marshal(s)
+		if err != nil {
+			continue
+		}
+		if err := pub.PublishPresence(presence.ClientTopic(s.ID), doc, true); err != nil {
+			a.Log.Warn("republish presence after rejoining the cluster", "client", s.ID, "error", err)
+		}
+	}
+	a.Log.Info("rejoined the cluster: presence of local sessions published again", "sessions", len(sessions))
 }
