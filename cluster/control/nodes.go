@@ -69,7 +69,7 @@ func (c *Controller) loop() {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	failing := false
-	var failingSince time.Time
+	lastBeat := time.Now() // Start beat once
 	scanned := false
 	for {
 		select {
@@ -80,14 +80,14 @@ func (c *Controller) loop() {
 		if err := c.beat(); err != nil {
 			if !failing {
 				c.log.Warn("cluster heartbeat failing: other nodes will consider this node dead after node_ttl", "ttl", c.cfg.NodeTTL, "error", err)
-				failingSince = time.Now()
 			}
 			failing = true
 			continue
 		}
+		down := time.Since(lastBeat)
+		lastBeat = time.Now()
 		if failing {
 			failing = false
-			down := time.Since(failingSince)
 			c.log.Info("cluster heartbeat restored", "after", down.Round(time.Millisecond))
 			if down >= c.cfg.NodeTTL && c.cfg.Hooks.Rejoined != nil {
 				c.wg.Add(1)
