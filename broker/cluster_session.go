@@ -134,6 +134,7 @@ func (s *Server) endMoved(clientID string) {
 	}
 	s.log.Info("client reconnected on another node: its offline session here ends", "client", clientID)
 	s.endSession(sess)
+	s.clusterClearWill(clientID) // a delayed will pending here is cancelled
 }
 
 // clusterClaim claims c's client id before it attaches to a session. It

@@ -98,6 +98,9 @@ func (c *conn) cleanup() {
 		}
 		will = nil // discarded by a normal DISCONNECT [MQTT-3.1.2-10]
 	case (cause.reason == ReasonTakeover || cause.reason == ReasonMoved) && will != nil && will.delay > 0:
+		if cause.reason == ReasonMoved {
+			s.clusterClearWill(sess.id) // this node's copy; the new node stored its own
+		}
 		will = nil // the session continues on the new connection
 	}
 	ends := sess.expiry == 0 || sess.gone || cause.reason == ReasonMoved

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -274,5 +275,35 @@ func TestClusterBridgeTokensAndRevocationsAcrossNodes(t *testing.T) {
 	again := testutil.DialSC(t, testutil.SCURL(b.Broker.HTTPAddr()), nil)
 	if hs := again.Handshake(&tok); hs["isAuthenticated"] != false {
 		t.Fatalf("logged-out token still authenticates on node b: %v", hs)
+	}
+}
+
+// A delayed will pending on one node is cancelled when the client
+// reconnects on another node in time.
+func TestClusterDelayedWillCancelledByReconnectElsewhere(t *testing.T) {
+	s := startJetStream(t)
+	a := startNode(t, s, "a", nil)
+	b := startNode(t, s, "b", nil)
+	watch := testutil.MustConnect5(t, a.Broker.MQTTAddr(), "watch")
+	watch.Sub(t, "wills/#", 1)
+	delay := uint32(2)
+	expiry := uint32(60)
+	dev, _, err := testutil.Connect5(t, testutil.Dial(t, a.Broker.MQTTAddr()), &paho.Connect{ClientID: "dev", CleanStart: true,
+		Properties:     &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+		WillMessage:    &paho.WillMessage{Topic: "wills/dev", Payload: []byte("gone"), QoS: 1},
+		WillProperties: &paho.WillProperties{WillDelayInterval: &delay}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { return b.Control.Alive("a") }, "b sees a")
+	dev.Drop() // the will is now pending on a, due in 2 s
+	testutil.WaitFor(t, 5*time.Second, func() bool { return !a.Broker.Connected("dev") }, "dev offline on a")
+	if _, code := connectRaw(t, b.Broker.MQTTAddr(), 5, "dev", "", ""); code != 0 {
+		t.Fatalf("reconnect on b: %#x", code)
+	}
+	select {
+	case m := <-watch.Msgs:
+		t.Fatalf("will published although the client reconnected on another node: %s", m.Topic)
+	case <-time.After(time.Duration(delay)*time.Second + time.Second):
 	}
 }
