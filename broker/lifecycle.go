@@ -171,6 +171,7 @@ func (s *Server) publishWill(clientID, owner string, w *pendingWill) {
 	now := time.Now()
 	m.created = now.UnixMilli()
 	m.expiry = expiryOf(now, w.expiryInterval, s.cfg.Limits.MaxMessageExpiry)
+	_ = s.forward(&m, false) // never fails when not durable
 	s.route(&m, nil, 0)
 	s.metrics.willsSent.Add(1)
 }

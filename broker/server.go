@@ -44,6 +44,9 @@ type Server struct {
 	subs     subIndex
 	retained retainedStore
 	clock    *clock
+	// backplane joins a cluster (nil: a single node); set before Start.
+	backplane   Backplane
+	healthParts []healthPart
 
 	mux     *http.ServeMux
 	httpSrv *http.Server
@@ -64,8 +67,7 @@ type Server struct {
 	shutdownOnce sync.Once
 	stopped      chan struct{}
 	restored     *store.Snapshot
-	cluster      *clusterState  // nil without a cluster (cluster_session.go)
-	health       []healthReport // extra /healthz members (health.go)
+	cluster      *clusterState // nil without a cluster (cluster_session.go)
 	// restoredExpiry lists restored queued messages that expire, for Start.
 	restoredExpiry []queuedExpiry
 }
@@ -154,7 +156,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 	}
-	_, _ = fmt.Fprintf(w, `{"status":"ok","clients":%d%s}`+"\n", s.metrics.clients.Load(), s.healthExtras())
+	if len(s.healthParts) > 0 {
+		s.writeHealthParts(w)
+		return
+	}
+	_, _ = fmt.Fprintf(w, `{"status":"ok","clients":%d}`+"\n", s.metrics.clients.Load())
 }
 
 // committed is the store's committed batch (everything, without a store).

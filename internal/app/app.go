@@ -29,12 +29,13 @@ type App struct {
 	Presence *presence.Tracker
 	Wills    *lwt.Registry // nil when the bridge is disabled
 	Metrics  *prometheus.Registry
+	// Cluster and Backplane are this node's cluster membership and data
+	// plane; nil without a cluster: section.
+	Cluster   *cluster.Node
+	Backplane *cluster.Backplane
 	// Control is the cluster-wide control state (client ids, wills,
 	// presence of dead nodes, token revocations); nil on a single node.
 	Control *control.Controller
-	// Cluster is this node's NATS connection (and embedded server); nil on
-	// a single node.
-	Cluster *cluster.Node
 
 	cancel       context.CancelFunc
 	shutdownOnce sync.Once
@@ -42,12 +43,7 @@ type App struct {
 }
 
 // New builds every component from cfg. Nothing listens until Start.
-func New(cfg config.File, log *slog.Logger) (*App, error) {
-	if cfg.Cluster != nil {
-		return newClustered(cfg, log)
-	}
-	return newApp(cfg, log, nil)
-}
+func New(cfg config.File, log *slog.Logger) (*App, error) { return newApp(cfg, log, nil) }
 
 // newApp is New, with the cluster's control state when cd is not nil.
 func newApp(cfg config.File, log *slog.Logger, cd *controlDeps) (*App, error) {
@@ -67,11 +63,21 @@ func newApp(cfg config.File, log *slog.Logger, cd *controlDeps) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := a.joinCluster(cfg); err != nil {
+		_ = a.Broker.Shutdown(context.Background())
+		return nil, err
+	}
+	if cd == nil && a.Cluster != nil {
+		cc := a.Cluster.Config()
+		cd = &controlDeps{JetStream: a.Cluster.JetStream(), Cluster: a.Cluster.ClusterName(), Node: a.Cluster.NodeName(),
+			Replicas: cc.Replicas, NodeTTL: cc.NodeTTL}
+	}
 	var pub presence.Publisher = presencePublisher{a.Broker}
 	node := ""
 	if cd != nil {
 		if a.Control, err = a.newControl(cfg, *cd); err != nil {
 			_ = a.Broker.Shutdown(context.Background())
+			_ = a.leaveCluster(context.Background())
 			return nil, err
 		}
 		pub, node = mirroredPresence{presencePublisher{a.Broker}, a.Control}, cd.Node
@@ -163,9 +169,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.Control != nil {
 			errs = append(errs, a.Control.Shutdown(ctx))
 		}
-		if a.Cluster != nil {
-			errs = append(errs, a.Cluster.Shutdown(ctx))
-		}
+		errs = append(errs, a.leaveCluster(ctx))
 		a.Presence.Close()
 		if a.Wills != nil {
 			a.Wills.Close()

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/broker"
-	"github.com/sockmq/sockmq/cluster"
 	"github.com/sockmq/sockmq/cluster/control"
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/presence"
@@ -117,7 +115,7 @@ func (a *App) newControl(cfg config.File, d controlDeps) (*control.Controller, e
 		return nil, err
 	}
 	b.SetClusterSessions(clusterSessions{ctl})
-	b.AddHealth("cluster_control", func() any { return ctl.Health() })
+	b.AddHealth("cluster_control", func() (any, bool) { return ctl.Health(), true })
 	return ctl, nil
 }
 
@@ -138,30 +136,6 @@ func fileHashes(c auth.Config) map[string]string {
 		out[name] = hex.EncodeToString(sum[:8])
 	}
 	return out
-}
-
-// newClustered starts this node's cluster connection (an embedded
-// nats-server or a connection to an existing NATS), then builds the app
-// with the cluster's control state on it.
-func newClustered(cfg config.File, log *slog.Logger) (*App, error) {
-	ccfg := cfg.Cluster.WithDefaults()
-	if ccfg.Embedded != nil && ccfg.Embedded.StoreDir == "" {
-		e := *ccfg.Embedded
-		e.StoreDir = cfg.ClusterStoreDir()
-		ccfg.Embedded = &e
-	}
-	node, err := cluster.Start(context.Background(), ccfg, log)
-	if err != nil {
-		return nil, err
-	}
-	a, err := newApp(cfg, log, &controlDeps{JetStream: node.JetStream(), Cluster: node.ClusterName(), Node: node.NodeName(),
-		Replicas: ccfg.Replicas, NodeTTL: ccfg.NodeTTL})
-	if err != nil {
-		_ = node.Shutdown(context.Background())
-		return nil, err
-	}
-	a.Cluster = node
-	return a, nil
 }
 
 // republishPresence publishes (and mirrors) the document of every local
