@@ -97,24 +97,52 @@ func (c *Controller) reap(node, keep string) {
 	}
 }
 
-// entries returns the records of node in kv.
+// entries returns the records of node in kv. Right after a node died,
+// the buckets it led need a new leader (a few seconds): entries tries
+// again until it can read them or the controller stops.
 func (c *Controller) entries(kv jetstream.KeyValue, node string) []jetstream.KeyValueEntry {
+	for attempt := 0; ; attempt++ {
+		out, err := c.tryEntries(kv, node)
+		if err == nil {
+			return out
+		}
+		if attempt%10 == 0 {
+			c.log.Warn("list records of node: trying again", "node", node, "bucket", kv.Bucket(), "error", err)
+		}
+		select {
+		case <-c.ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Controller) tryEntries(kv jetstream.KeyValue, node string) ([]jetstream.KeyValueEntry, error) {
 	ctx, cancel := c.opCtx()
 	defer cancel()
 	lister, err := kv.ListKeysFiltered(ctx, nodeFilter(node))
 	if err != nil {
-		c.log.Warn("list records of node", "node", node, "error", err)
-		return nil
+		return nil, err
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err() // the listing was cut short
 	}
 	var out []jetstream.KeyValueEntry
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
-		if err != nil {
-			continue
+		switch {
+		case err == nil:
+			out = append(out, e)
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		default:
+			return nil, err
 		}
-		out = append(out, e)
 	}
-	return out
+	return out, nil
 }
 
 // reconnectedElsewhere reports whether clientID is now owned by another
@@ -133,14 +161,25 @@ func (c *Controller) reconnectedElsewhere(clientID, node, instance string) bool 
 // sendWill claims a will record and publishes it if its user may still
 // write its topic.
 func (c *Controller) sendWill(node string, e jetstream.KeyValueEntry, rec willRecord) {
-	ctx, cancel := c.opCtx()
-	err := c.wills.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
-	cancel()
-	if err != nil {
-		if !isWrongRevision(err) {
-			c.log.Warn("claim will of a dead node's client", "client", rec.Will.ClientID, "dead", node, "error", err)
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := c.opCtx()
+		err := c.wills.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+		cancel()
+		if err == nil {
+			break
 		}
-		return // claimed by someone else, or unreachable (then nobody sends it twice)
+		if isWrongRevision(err) {
+			return // claimed by someone else
+		}
+		if attempt == 20 || c.ctx.Err() != nil {
+			c.log.Warn("will of a dead node's client not sent: the will store is unreachable", "client", rec.Will.ClientID, "dead", node, "error", err)
+			return
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	w := rec.Will
 	if !c.cfg.Hooks.MayWrite(w.User, w.ClientID, w.Topic) {
