@@ -152,6 +152,12 @@ func TestKilledNodeWillsOnceAndPresenceLeaves(t *testing.T) {
 	if err := json.Unmarshal(doc.Payload, &s); err != nil || s.Node != "n2" || s.ConnectedAt.IsZero() {
 		t.Fatalf("presence document %s: want node n2 and connected_at", doc.Payload)
 	}
+	// Presence is cluster-wide: node 3 lists the session on node 2.
+	remote := watcher{testutil.MustConnect5(t, c.mqtt[3], "remote")}
+	remote.Sub(t, presence.ClientsFilter, 0)
+	if remote.next(10*time.Second, func(m *paho.Publish) bool { return m.Topic == presence.ClientTopic("dev") && len(m.Payload) > 0 }) == nil {
+		t.Fatal("node 3 does not list the session of node 2 in $presence/clients/+")
+	}
 
 	killed := time.Now()
 	c.run("kill-node", "2")
@@ -180,6 +186,10 @@ func TestKilledNodeWillsOnceAndPresenceLeaves(t *testing.T) {
 	}
 	if sum(leaves) == 0 {
 		t.Fatalf("the killed node's session did not leave presence within %v", bound)
+	}
+
+	if remote.next(bound, func(m *paho.Publish) bool { return m.Topic == presence.ClientTopic("dev") && len(m.Payload) == 0 }) == nil {
+		t.Fatal("the killed node's session stayed in node 3's $presence/clients/+")
 	}
 
 	// The survivors keep serving and claiming client ids.
