@@ -176,12 +176,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Controller, error)
 		{&c.presence, "presence", 0},
 		{&c.revoked, "revoked", cfg.RevokedTTL},
 	}
-	for _, sp := range specs {
-		kv, err := c.bucket(ctx, bucketName(cfg.Cluster, sp.name), sp.ttl)
-		if err != nil {
-			return nil, err
-		}
-		*sp.kv = kv
+	// In parallel: each replicated bucket waits for its own Raft group.
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, sp := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*sp.kv, errs[i] = c.bucket(ctx, bucketName(cfg.Cluster, sp.name), sp.ttl)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
