@@ -66,6 +66,7 @@ type Backplane struct {
 	in       chan *nats.Msg
 	stop     chan struct{}
 	applied  atomic.Uint64 // last retained revision applied
+	lastSeq  seqReader     // the bucket's last revision, read for RetainedSync
 	loaded   chan struct{} // closed when the initial retained state is applied
 	watcher  jetstream.KeyWatcher
 	cancel   context.CancelFunc
@@ -142,6 +143,7 @@ func NewBackplane(ctx context.Context, node *Node, target Target, reg prometheus
 		return nil, fmt.Errorf("cluster: create retained bucket: %w", err)
 	}
 	b.m = newBPMetrics(reg, b)
+	b.lastSeq.fetch = b.bucketLastSeq
 	wctx, wcancel := context.WithCancel(context.Background())
 	b.cancel = wcancel
 	if b.watcher, err = b.kv.WatchAll(wctx); err != nil {
@@ -397,17 +399,13 @@ func (b *Backplane) RetainedSync() {
 	if !b.pub.IsConnected() {
 		return
 	}
+	want, err := b.lastSeq.read()
+	if err != nil {
+		b.log.Debug("retained state not checked", "error", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
 	defer cancel()
-	st, err := b.kv.Status(ctx)
-	if err != nil {
-		return
-	}
-	bs, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok || bs.StreamInfo() == nil {
-		return
-	}
-	want := bs.StreamInfo().State.LastSeq
 	for b.applied.Load() < want {
 		select {
 		case <-ctx.Done():
@@ -511,4 +509,19 @@ func (b *Backplane) Close() {
 		close(b.stop)
 		b.wg.Wait()
 	})
+}
+
+// bucketLastSeq asks JetStream for the retained bucket's last revision.
+func (b *Backplane) bucketLastSeq() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+	defer cancel()
+	st, err := b.kv.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return 0, errors.New("retained bucket status without stream info")
+	}
+	return bs.StreamInfo().State.LastSeq, nil
 }

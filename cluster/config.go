@@ -53,7 +53,9 @@ type Embedded struct {
 	// <persistence.data_dir>/nats when empty (set by the caller).
 	StoreDir string `yaml:"store_dir"`
 	// ClientListen optionally opens a NATS client listener (host:port) for
-	// tools; empty means sockmq talks to its server in-process only.
+	// tools, which log in with Auth.User and Auth.Password (required with
+	// it). Empty: the server's client port is a random loopback port whose
+	// credentials only this process knows.
 	ClientListen string `yaml:"client_listen"`
 	// Auth authenticates routes. Required when Listen is not loopback.
 	Auth RouteAuth `yaml:"auth"`
@@ -171,8 +173,8 @@ func (c *Config) Validate() error {
 		if e.ClientListen != "" {
 			if _, _, err := net.SplitHostPort(e.ClientListen); err != nil {
 				add("embedded.client_listen", "%q must be host:port: %v", e.ClientListen, err)
-			} else if !isLoopback(e.ClientListen) && e.Auth.User == "" {
-				add("embedded.client_listen", "%s is not loopback: NATS clients would connect without credentials; set embedded.auth.user and password (they also protect the client port)", e.ClientListen)
+			} else if e.Auth.User == "" {
+				add("embedded.client_listen", "set embedded.auth.user and password too: they are the credentials of NATS clients on %s (and of the routes)", e.ClientListen)
 			}
 		}
 		if (e.Auth.User == "") != (e.Auth.Password == "") {

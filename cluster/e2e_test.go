@@ -217,6 +217,22 @@ func TestClusterMessaging(t *testing.T) {
 		quiet5(t, c, 200*time.Millisecond, "the subscriber on restarted n3")
 	})
 
+	t.Run("a will published on one node reaches another", func(t *testing.T) {
+		watcher := testutil.MustConnect5(t, n2.Broker.MQTTAddr(), "willwatcher")
+		watcher.Sub(t, "x/will/#", 1)
+		clustertest.WaitInterest(t, n1, "x/will/dev", "n2")
+		dev, _, err := testutil.Connect5(t, testutil.Dial(t, n1.Broker.MQTTAddr()), &paho.Connect{ClientID: "dev", CleanStart: true,
+			WillMessage: &paho.WillMessage{Topic: "x/will/dev", QoS: 1, Payload: []byte("dev died")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev.Drop()
+		if m := watcher.Next(t); m.Topic != "x/will/dev" || string(m.Payload) != "dev died" {
+			t.Fatalf("watcher on n2 got %s %q", m.Topic, m.Payload)
+		}
+		quiet5(t, watcher, 200*time.Millisecond, "the will watcher")
+	})
+
 	t.Run("health and metrics report the cluster", func(t *testing.T) {
 		for _, a := range []*app.App{n1, n2} {
 			clustertest.Eventually(t, 10*time.Second, "peers in /healthz", func() bool {
