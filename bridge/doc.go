@@ -11,12 +11,29 @@
 //
 // # Concurrency
 //
-// Each socket has exactly two goroutines: the reader (the HTTP handler's
-// goroutine, which also runs every inbound action: subscribe, publish,
-// login, procedures) and the writer, the only goroutine that writes data
-// frames and pings. Everyone else hands frames to the writer through a
-// per-socket queue bounded in bytes (bridge.max_queue_bytes); enqueueing
-// never blocks, and a socket that cannot keep up is closed with 4100.
+// A socket is detached from net/http once upgraded (the HTTP handler's
+// goroutine returns) and speaks WebSocket through internal/ws. An idle
+// socket has no goroutine:
+//
+//   - Reads: the handler's epoll poller (internal/poller) watches the
+//     connection; when it is readable a reader goroutine reads and handles
+//     everything available (every inbound action: subscribe, publish,
+//     login, procedures), then re-arms the watch and ends. At most one
+//     reader runs per socket, so the per-socket state the reader owns
+//     needs no lock. A connection the poller cannot watch (TLS, or no
+//     epoll) keeps one reader goroutine for its life instead.
+//   - Writes: everyone hands frames to the socket through a per-socket
+//     queue bounded in bytes (bridge.max_queue_bytes); enqueueing never
+//     blocks, and a socket that cannot keep up is closed with 4100. A
+//     writer goroutine exists only while something is queued: it writes
+//     the queue (JSON-array batches), pings, pongs and the close frame,
+//     and ends when the queue is empty. It is the only writer.
+//   - Time: one ping wheel per handler (one goroutine) sends every socket
+//     its pings and closes sockets that miss the handshake or pong
+//     timeout; inbound traffic only stores a timestamp.
+//
+// A socket is cleaned up (channels left, Observer told) once its
+// connection is closed and neither a reader nor a writer runs for it.
 //
 // The hub keeps one broker subscription per distinct MQTT filter, shared by
 // every socket subscribed to it. Its handler runs on the publisher's

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -159,8 +160,10 @@ func (s *socket) handshake(p *scproto.Packet) bool {
 		s.enqueue(scproto.AppendResponse(nil, p.CID, reply))
 	}
 	s.handshaken = true
-	s.extendReadDeadline(time.Now())
-	close(s.opened)
+	now := time.Now()
+	s.lastActive.Store(now.UnixNano())
+	s.hsDone.Store(true)
+	s.h.wheel.schedule(s, now.Add(s.h.cfg.PingInterval))
 	s.h.metrics.sockets.Inc()
 	s.h.log.Debug("socket opened", "client", s.id, "user", s.session.Username(), "remote", s.remote)
 	s.sessionStarted()
@@ -349,7 +352,7 @@ func (s *socket) onProcedure(p *scproto.Packet) {
 		s.fail(p, Errorf(ErrNameUnknownProcedure, "no procedure named %q is registered on this server", p.Event))
 		return
 	}
-	res, err := fn(s.ctx, s.session, p.Data)
+	res, err := fn(s.procContext(), s.session, bytes.Clone(p.Data))
 	if err != nil {
 		e, named := asWireError(err)
 		if !named {

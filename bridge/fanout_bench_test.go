@@ -31,6 +31,7 @@ func benchFanout(b *testing.B, n int, check bool) {
 	socks := make([]*socket, n)
 	for i := range socks {
 		socks[i] = newSocket(h, nil, "bench")
+		socks[i].writing = true // no writer goroutine: drain() empties the queues
 		if _, err := h.hub.add(socks[i], "bench/t", "bench/t", check); err != nil {
 			b.Fatal(err)
 		}

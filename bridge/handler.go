@@ -11,11 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/internal/origin"
+	"github.com/sockmq/sockmq/internal/poller"
+	"github.com/sockmq/sockmq/internal/ws"
 )
 
 // Options are the bridge's collaborators.
@@ -63,8 +64,9 @@ type Handler struct {
 	revocations    Revocations
 	ownRevocations *revocationList // nil when Options.Revocations was given
 	tokens         tokenHolders
-	upgrader       websocket.Upgrader
 	origins        *origin.Policy
+	poll           *poller.Group // nil: sockets keep a reader goroutine
+	wheel          *wheel
 	paths          map[string]bool
 
 	procs atomic.Pointer[map[string]ProcedureFunc]
@@ -138,16 +140,11 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 	if h.origins, err = origin.Parse(cfg.AllowedOrigins); err != nil {
 		return nil, fmt.Errorf("bridge.allowed_origins: %w", err) // Validate has caught it already
 	}
-	h.upgrader = websocket.Upgrader{
-		HandshakeTimeout: cfg.HandshakeTimeout,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  16 << 10,
-		WriteBufferPool:  &sync.Pool{},
-		CheckOrigin:      h.checkOrigin,
-		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
-			http.Error(w, reason.Error(), status)
-		},
+	if h.poll, err = poller.New(1, 1); err != nil {
+		h.poll = nil
+		log.Info("bridge: no epoll poller; each socket keeps a reader goroutine", "error", err)
 	}
+	h.wheel = newWheel(h)
 	empty := map[string]ProcedureFunc{}
 	h.procs.Store(&empty)
 	h.authz.OnReload(h.reloaded)
@@ -203,8 +200,9 @@ func (h *Handler) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// ServeHTTP upgrades the request to a WebSocket and serves the socket
-// until it closes.
+// ServeHTTP upgrades the request to a WebSocket and hands the socket to
+// the poller (see the package documentation); it returns once the
+// socket's first input, if any, is handled, while the socket lives on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.paths[r.URL.Path] {
 		http.NotFound(w, r)
@@ -216,21 +214,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	h.wg.Add(1)
+	h.wg.Add(1) // done when the socket is cleaned up
 	h.mu.Unlock()
-	defer h.wg.Done()
 
-	conn, err := h.upgrader.Upgrade(w, r, nil)
+	conn, early, err := ws.Upgrade(w, r, ws.UpgradeOptions{CheckOrigin: h.checkOrigin, WriteTimeout: h.cfg.WriteTimeout})
 	if err != nil {
-		return // the upgrader has answered
+		h.wg.Done()
+		return // Upgrade has answered
 	}
 	s := newSocket(h, conn, r.RemoteAddr)
 	if !h.track(s) {
-		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = conn.Write(ws.AppendClose(nil, CloseGoingAway, "server shutting down"))
 		_ = conn.Close()
+		h.wg.Done()
 		return
 	}
-	s.run()
+	s.start(early)
+}
+
+// start serves the socket from now on without the HTTP handler's
+// goroutine (which returns, releasing net/http's state): from the poller
+// when the connection has a descriptor it can watch, else from a reader
+// goroutine of the socket's own (TLS). The bytes that came with the
+// upgrade, and whatever has arrived since, are handled at once.
+func (s *socket) start(early []byte) {
+	h := s.h
+	h.wheel.schedule(s, s.connectedAt.Add(h.cfg.HandshakeTimeout))
+	if h.poll != nil {
+		if cio, err := poller.WrapConn(s.conn); err == nil {
+			if w, err := h.poll.Add(cio.Fd(), s.onReadable); err == nil {
+				s.cio, s.watch = cio, w
+			}
+		}
+	}
+	s.qmu.Lock()
+	s.reading = true
+	s.qmu.Unlock()
+	if s.watch != nil {
+		s.readBurst(early)
+		return
+	}
+	go s.readBlocking(early)
 }
 
 func (h *Handler) track(s *socket) bool {
@@ -284,6 +309,10 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 				_ = h.ownRevocations.Close()
 			}
 			h.hub.close()
+			h.wheel.close()
+			if h.poll != nil {
+				h.poll.Close()
+			}
 			close(h.done)
 		}()
 	})

@@ -22,7 +22,7 @@ import (
 
 // stack is a running broker with the bridge mounted on its HTTP listener.
 type stack struct {
-	t      *testing.T
+	t      testing.TB
 	b      *broker.Server
 	h      *bridge.Handler
 	reg    *prometheus.Registry
@@ -115,7 +115,7 @@ func startStackWith(t *testing.T, cfg bridge.Config, authz *auth.Service, wrap f
 
 // startStackFull starts a broker and a bridge: wrap changes the broker as
 // the bridge sees it, mutate the bridge's options (both may be nil).
-func startStackFull(t *testing.T, cfg bridge.Config, authz *auth.Service, wrap func(bridge.Broker) bridge.Broker, mutate func(*bridge.Options)) *stack {
+func startStackFull(t testing.TB, cfg bridge.Config, authz *auth.Service, wrap func(bridge.Broker) bridge.Broker, mutate func(*bridge.Options)) *stack {
 	t.Helper()
 	st := &stack{t: t, reg: prometheus.NewRegistry(), auth: authz, obs: &recorder{}}
 	bcfg := testutil.BrokerConfig(t)

@@ -79,7 +79,7 @@ func (s *Server) forward(m *msg, durable bool) error {
 	if s.backplane == nil || !forwardable(m.topic) {
 		return nil
 	}
-	f := Forwarded{Topic: m.topic, QoS: m.qos, Retain: m.retain, Durable: durable, Clear: m.retain && len(m.payload) == 0,
+	f := Forwarded{Topic: m.topic, QoS: m.qos, Retain: m.retain, Durable: durable, Clear: m.retain && m.plen == 0,
 		Body: store.EncodeMessage(m.record())}
 	if err := s.backplane.Forward(f); err != nil {
 		return fmt.Errorf("%w: %w", ErrClusterUnavailable, err)

@@ -20,6 +20,7 @@ const (
 	tQueued           // a session's queued messages may have expired
 	tRefuse           // a delayed CONNACK refusal (failed login) is due
 	tSys              // publish $SYS statistics
+	tTrim             // check whether to return memory to the OS (memtrim.go)
 )
 
 type timer struct {
@@ -199,6 +200,8 @@ func (k *clock) fire(t timer, now int64) {
 	case tSys:
 		s.publishSys(time.Unix(0, int64(t.gen)))
 		k.add(timer{at: now + int64(sysInterval), kind: tSys, gen: t.gen})
+	case tTrim:
+		s.trimTick(now)
 	}
 }
 

@@ -157,7 +157,7 @@ func (s *Server) clusterClaim(c *conn, persistent bool, will *pendingWill) (*pac
 	req := ClientIDClaim{ClientID: id, Username: c.identity.Username, Persistent: persistent}
 	if will != nil {
 		w := will.m
-		cw := &ClusterWill{Topic: w.topic, Payload: w.payload, QoS: w.qos, Retain: w.retain, Delay: will.delay, Expiry: will.expiryInterval}
+		cw := &ClusterWill{Topic: w.topic, Payload: w.payload(), QoS: w.qos, Retain: w.retain, Delay: will.delay, Expiry: will.expiryInterval}
 		if p := w.props; p != nil {
 			cw.ContentType, cw.PayloadFormat, cw.HasPayloadFormat = p.contentType, p.payloadFormat, p.hasPayloadFormat
 		}

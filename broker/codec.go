@@ -97,7 +97,7 @@ func encodePublish(m *msg, version, qos byte, pid uint16, retain, dup bool, subI
 	pk.FixedHeader = packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain, Dup: dup}
 	pk.ProtocolVersion = version
 	pk.TopicName = m.topic
-	pk.Payload = m.payload
+	pk.Payload = m.payload()
 	pk.PacketID = pid
 	// mochi only encodes response topic and correlation data when this is
 	// set (it ties them to "request response information", which is about

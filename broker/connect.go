@@ -214,10 +214,8 @@ func (c *conn) handleConnect(fh packets.FixedHeader, body []byte) error {
 			return c.refuse(packets.ErrNotAuthorized, "will topic not permitted", "user", user, "topic", wt)
 		}
 		wp := &pk.Connect.WillProperties
-		wm := &msg{
-			topic: strings.Clone(wt), payload: bytes.Clone(pk.Connect.WillPayload), origin: c.clientID,
-			qos: pk.Connect.WillQos, retain: pk.Connect.WillRetain, created: time.Now().UnixMilli(),
-		}
+		wm := newBody(wt, pk.Connect.WillPayload)
+		wm.origin, wm.qos, wm.retain, wm.created = c.clientID, pk.Connect.WillQos, pk.Connect.WillRetain, time.Now().UnixMilli()
 		if c.version == 5 {
 			if wp.ContentType != "" || wp.ResponseTopic != "" || len(wp.CorrelationData) > 0 || wp.PayloadFormatFlag || len(wp.User) > 0 {
 				mp := &msgProps{contentType: strings.Clone(wp.ContentType), responseTopic: strings.Clone(wp.ResponseTopic),
@@ -407,12 +405,9 @@ func (s *Server) persistSession(sess *session, all bool) {
 		for _, sub := range sess.subs {
 			w.PutSubscription(sess.id, sub.record())
 		}
-		for _, e := range sess.queue[sess.head:] {
-			if e != nil && !e.done {
-				id := w.Ref(&e.m.ref, e.m.record)
-				w.CreateOut(sess.id, e.record(id))
-			}
-		}
+		sess.pending(func(e *outEntry) {
+			w.CreateOut(sess.id, sess.record(e, w.Ref(&e.m.ref, e.m.record)))
+		})
 		for pid := range sess.in2 {
 			w.PutInbound2(sess.id, pid)
 		}
@@ -424,20 +419,12 @@ func (s *Server) persistSession(sess *session, all bool) {
 func (s *Server) unpersistSession(sess *session) {
 	s.store.Write(func(w *store.Writer) {
 		w.DeleteSession(sess.id)
-		for _, e := range sess.queue[sess.head:] {
-			if e != nil && !e.done {
-				w.Unref(&e.m.ref)
-			}
-		}
+		sess.pending(func(e *outEntry) { w.Unref(&e.m.ref) })
 	})
 }
 
 func (sub *subscription) record() *store.Subscription {
 	return &store.Subscription{Filter: sub.filter, QoS: sub.qos, NoLocal: sub.noLocal, RetainAsPublished: sub.rap, RetainHandling: sub.rh, ID: sub.id}
-}
-
-func (e *outEntry) record(bodyID uint64) *store.OutEntry {
-	return &store.OutEntry{Seq: e.seq, PacketID: e.pid, QoS: e.qos, State: e.state, Retain: e.retain, SubIDs: e.subIDs, MsgID: bodyID}
 }
 
 // dropSession forgets a session for good: its subscriptions leave the
@@ -454,8 +441,7 @@ func (s *Server) dropSession(sess *session) {
 		s.unpersistSession(sess)
 		sess.persistent = false
 	}
-	n := sess.count
-	sess.queue, sess.byPID, sess.head, sess.unsent, sess.count, sess.inflight = nil, nil, 0, 0, 0, 0
+	n := sess.clearQueue()
 	sess.in2 = nil
 	sess.mu.Unlock()
 	s.metrics.queued.Add(-int64(n))

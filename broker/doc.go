@@ -17,6 +17,14 @@
 //     to subscriptions (a topic tree with shared groups), per-session
 //     delivery within the send window, acknowledgements, retained messages
 //     (a topic tree walked only where the reader's ACL allows).
+//   - message.go, session.go, retained.go, memtrim.go: what a stored message
+//     costs. A message is one 80-byte struct plus one allocation holding
+//     topic and payload, shared by every queue and the retained tree that
+//     hold it; a queued copy is a 32-byte entry by value in the session's
+//     queue (packet ids are given at first send); a retained topic is a
+//     16-byte slot in a map per level. After a burst, once the broker is
+//     quiet, the trimmer returns freed memory and the store's mapped pages
+//     to the OS (sockmq_memory_trims_total).
 //   - lifecycle.go, clock.go: the end of a connection (wills, session
 //     expiry) and the one goroutine that runs every timer.
 //   - internal/store: persistence with group commit; restore.go rebuilds

@@ -84,12 +84,7 @@ func (c *conn) cleanup() {
 	sess.conn = nil
 	sess.online.Store(false)
 	sess.disconnectedAt = now
-	sess.inflight = 0
-	for _, e := range sess.queue[sess.head:] {
-		if e != nil {
-			e.wire = false
-		}
-	}
+	sess.unwire()
 	will := sess.will
 	switch {
 	case cause.reason == ReasonClean:

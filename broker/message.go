@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -62,18 +63,49 @@ const ReservedClientIDPrefix = topic.ReservedClientIDPrefix
 func IsReservedClientID(id string) bool { return topic.ReservedClientID(id) }
 
 // msg is an application message inside the engine. It is immutable once
-// routed and shared by every queue and retained slot holding it; the body
-// is stored once (ref).
+// routed and shared by every queue and retained slot holding it (one msg,
+// many queue entries); the store keeps its body once too (ref).
+//
+// Topic and payload live in ONE allocation: topic is a string view of its
+// first bytes and the payload (plen bytes) follows it, read with payload().
+// Build messages with newBody so that this holds. The struct is kept at 80
+// bytes (TestStoredSizes), since 100,000s of them may be retained or queued.
 type msg struct {
-	topic   string
-	payload []byte
+	topic   string // never empty; its bytes start the message's allocation
 	origin  string // publisher's client id ("" for the broker itself)
 	props   *msgProps
 	created int64 // unix milliseconds
 	expiry  int64 // unix seconds; 0 = never
-	qos     byte  // as published
-	retain  bool  // as published
 	ref     store.BodyRef
+	plen    uint32 // payload length
+	qos     byte   // as published
+	retain  bool   // as published
+}
+
+// newBody returns a msg whose topic and payload are copied into one
+// allocation; the caller fills in the other fields.
+func newBody(t string, payload []byte) *msg {
+	n := len(t) + len(payload)
+	if n == 0 {
+		return &msg{}
+	}
+	buf := make([]byte, n)
+	copy(buf, t)
+	copy(buf[len(t):], payload)
+	// The topic keeps the allocation's start, so the payload behind it
+	// stays reachable even when the topic is empty.
+	return &msg{topic: unsafe.String(&buf[0], len(t)), plen: uint32(len(payload))}
+}
+
+// payload returns the message body (read-only; nil when empty). Its
+// capacity equals its length, so an append never writes into the shared
+// allocation.
+func (m *msg) payload() []byte {
+	if m.plen == 0 {
+		return nil
+	}
+	base := unsafe.Pointer(unsafe.StringData(m.topic))
+	return unsafe.Slice((*byte)(unsafe.Add(base, len(m.topic))), m.plen)
 }
 
 // msgProps are the MQTT 5 properties a message carries to subscribers.
@@ -90,7 +122,7 @@ type msgProps struct {
 const internalOrigin = topic.Sockmq
 
 func (m *msg) message() Message {
-	out := Message{Topic: m.topic, Payload: m.payload, QoS: m.qos, Retain: m.retain, Origin: m.origin}
+	out := Message{Topic: m.topic, Payload: m.payload(), QoS: m.qos, Retain: m.retain, Origin: m.origin}
 	if p := m.props; p != nil {
 		out.ContentType, out.PayloadFormat, out.HasPayloadFormat = p.contentType, p.payloadFormat, p.hasPayloadFormat
 	}
@@ -102,7 +134,7 @@ func (m *msg) expired(now int64) bool { return m.expiry != 0 && now >= m.expiry 
 
 // record converts m for the store.
 func (m *msg) record() *store.Message {
-	r := &store.Message{Topic: m.topic, Payload: m.payload, QoS: m.qos, Retain: m.retain, Created: m.created, Expiry: m.expiry, Origin: m.origin}
+	r := &store.Message{Topic: m.topic, Payload: m.payload(), QoS: m.qos, Retain: m.retain, Created: m.created, Expiry: m.expiry, Origin: m.origin}
 	if p := m.props; p != nil {
 		r.ContentType, r.ResponseTopic, r.CorrelationData = p.contentType, p.responseTopic, p.correlation
 		r.PayloadFormat, r.HasPayloadFormat = p.payloadFormat, p.hasPayloadFormat
@@ -115,8 +147,9 @@ func (m *msg) record() *store.Message {
 
 // msgFromRecord rebuilds a message loaded from the store.
 func msgFromRecord(r *store.Message, refs int32) *msg {
-	m := &msg{topic: r.Topic, payload: r.Payload, origin: r.Origin, created: r.Created, expiry: r.Expiry, qos: r.QoS, retain: r.Retain,
-		ref: store.RestoredRef(r.ID, refs)}
+	m := newBody(r.Topic, r.Payload)
+	m.origin, m.created, m.expiry, m.qos, m.retain = r.Origin, r.Created, r.Expiry, r.QoS, r.Retain
+	m.ref = store.RestoredRef(r.ID, refs)
 	if r.ContentType != "" || r.ResponseTopic != "" || len(r.CorrelationData) > 0 || r.HasPayloadFormat || len(r.User) > 0 {
 		p := &msgProps{contentType: r.ContentType, responseTopic: r.ResponseTopic, correlation: r.CorrelationData,
 			payloadFormat: r.PayloadFormat, hasPayloadFormat: r.HasPayloadFormat}
@@ -131,17 +164,9 @@ func msgFromRecord(r *store.Message, refs int32) *msg {
 // newMsg copies what it keeps from a decoded PUBLISH (whose fields alias
 // the read buffer). One allocation holds topic and payload.
 func newMsg(t string, pk *packets.Packet, origin string, now time.Time, maxExpiry time.Duration) *msg {
-	buf := make([]byte, len(t)+len(pk.Payload))
-	copy(buf, t)
-	copy(buf[len(t):], pk.Payload)
-	m := &msg{
-		topic:   unsafeString(buf[:len(t)]),
-		payload: buf[len(t):],
-		origin:  origin,
-		created: now.UnixMilli(),
-		qos:     pk.FixedHeader.Qos,
-		retain:  pk.FixedHeader.Retain,
-	}
+	m := newBody(t, pk.Payload)
+	m.origin, m.created = origin, now.UnixMilli()
+	m.qos, m.retain = pk.FixedHeader.Qos, pk.FixedHeader.Retain
 	p := &pk.Properties
 	if p.ContentType != "" || p.ResponseTopic != "" || len(p.CorrelationData) > 0 || p.PayloadFormatFlag || len(p.User) > 0 {
 		mp := &msgProps{
@@ -173,9 +198,11 @@ func expiryOf(now time.Time, interval uint32, maxExpiry time.Duration) int64 {
 	return now.Add(d).Unix()
 }
 
-// fromMessage builds an engine message for Server.Publish.
+// fromMessage builds an engine message for Server.Publish (topic and
+// payload are copied: the caller may reuse its slice).
 func fromMessage(m Message, origin string, now time.Time, maxExpiry time.Duration) *msg {
-	out := &msg{topic: m.Topic, payload: m.Payload, origin: origin, created: now.UnixMilli(), qos: m.QoS, retain: m.Retain}
+	out := newBody(m.Topic, m.Payload)
+	out.origin, out.created, out.qos, out.retain = origin, now.UnixMilli(), m.QoS, m.Retain
 	if m.ContentType != "" || m.HasPayloadFormat {
 		out.props = &msgProps{contentType: m.ContentType, payloadFormat: m.PayloadFormat, hasPayloadFormat: m.HasPayloadFormat}
 	}

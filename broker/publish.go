@@ -248,20 +248,21 @@ func (s *Server) deliver(sess *session, m *msg, qos byte, retain bool, subIDs []
 			"client", sess.id, "key", "limits.max_inflight", "value", s.cfg.Limits.MaxInflight)
 		return 0
 	}
-	pid, ok := sess.allocPID()
-	if !ok {
-		s.metrics.inflightDropped.Add(1)
-		return 0
+	e := outEntry{m: m, seq: sess.nextSeq, qos: qos, gate: sendGate}
+	if retain {
+		e.flags |= efRetain
 	}
-	e := &outEntry{m: m, seq: sess.nextSeq, pid: pid, qos: qos, retain: retain, subIDs: subIDs, gate: sendGate}
 	sess.nextSeq++
 	sendNow := c != nil && sess.unsent == len(sess.queue) && sess.inflight < s.window(c)
+	if sendNow && !sess.assignPID(&e) {
+		sendNow = false // every packet id is on the wire: it waits its turn
+	}
 	var gate uint64
 	if sess.persistent {
-		rec := e.record(0)
+		rec := &store.OutEntry{Seq: e.seq, PacketID: e.pid, QoS: qos, State: store.OutQueued, Retain: retain, SubIDs: subIDs}
 		if sendNow {
 			rec.State = store.OutSent // about to be sent: no second write needed for it
-			e.sentStored = true
+			e.flags |= efSentStored
 		}
 		gate = s.store.Write(func(w *store.Writer) {
 			rec.MsgID = w.Ref(&m.ref, m.record)
@@ -271,7 +272,7 @@ func (s *Server) deliver(sess *session, m *msg, qos byte, retain bool, subIDs []
 			e.gate = max(e.gate, gate) // its first PUBLISH waits until the broker can resume it
 		}
 	}
-	sess.push(e)
+	sess.push(e, subIDs)
 	s.metrics.queued.Add(1)
 	if m.expiry != 0 {
 		s.clock.expireQueued(sess, m)
@@ -290,11 +291,11 @@ func (s *Server) expireQueued(sess *session, now int64) {
 	if sess.gone {
 		return
 	}
-	for _, e := range sess.queue[sess.head:] {
-		if e != nil && !e.done && !e.wire && e.state != store.OutReleased && e.m.expired(now) {
+	sess.pending(func(e *outEntry) {
+		if !e.has(efWire) && e.state != store.OutReleased && e.m.expired(now) {
 			s.drop(sess, e)
 		}
-	}
+	})
 }
 
 // window is how many QoS 1/2 messages may be in flight to c.
@@ -305,52 +306,70 @@ func (s *Server) window(c *conn) int {
 	return defaultSendWindow
 }
 
-// sendQueued sends queued entries while the send window has room. The
-// caller holds sess.mu; c is sess's connection.
+// sendQueued sends queued entries while the send window has room. An
+// entry gets its packet id when first sent; a QoS 2 entry of a persistent
+// session has that id stored before its PUBLISH goes out, so that after a
+// restart it is resent with the same id. The caller holds sess.mu; c is
+// sess's connection.
 func (s *Server) sendQueued(sess *session, c *conn, now time.Time) {
 	win := s.window(c)
 	sent := false
-	var sentIDs []*outEntry
+	var sentRecs []*store.OutEntry
 	for sess.inflight < win && sess.unsent < len(sess.queue) {
-		e := sess.queue[sess.unsent]
-		sess.unsent++
-		if e == nil || e.done {
+		e := &sess.queue[sess.unsent]
+		if e.has(efDone) {
+			sess.unsent++
 			continue
 		}
 		if e.state == store.OutReleased {
+			sess.unsent++
 			c.send(ackPacket(packets.Pubrel, e.pid, c.version, 0), e.gate)
 		} else {
 			if e.m.expired(now.Unix()) || !s.mayRead(sess, e.m.topic) {
 				// Expired while queued, or its owner may no longer read it
 				// (checked again against the identity it is delivered to).
+				sess.unsent++
 				s.drop(sess, e)
 				continue
 			}
-			b, err := encodePublish(e.m, c.version, e.qos, e.pid, e.retain, e.state == store.OutSent, e.subIDs, now.Unix())
+			if !sess.assignPID(e) {
+				break // every packet id is on the wire: wait for an acknowledgement
+			}
+			sess.unsent++
+			b, err := encodePublish(e.m, c.version, e.qos, e.pid, e.has(efRetain), e.state == store.OutSent, sess.entrySubIDs(e), now.Unix())
 			if err != nil || (c.maxOut > 0 && uint32(len(b)) > c.maxOut) {
 				s.metrics.dropped.Add(1)
 				s.drop(sess, e)
 				continue
 			}
-			c.send(b, e.gate)
-			s.metrics.messagesOut.Add(1)
 			if e.state == store.OutQueued {
 				e.state = store.OutSent
-				if sess.persistent && !e.sentStored {
-					e.sentStored = true
-					sentIDs = append(sentIDs, e)
+				if sess.persistent && !e.has(efSentStored) {
+					e.flags |= efSentStored
+					rec := sess.record(e, e.m.ref.ID())
+					if e.qos == 2 {
+						// Its packet id must be stored before the client
+						// can see it.
+						e.gate = max(e.gate, s.store.Write(func(w *store.Writer) { w.PutOut(sess.id, rec) }))
+					} else {
+						// DUP must be set on a resend after a restart: note
+						// that it went out (losing this write only costs the
+						// DUP flag and a new packet id).
+						sentRecs = append(sentRecs, rec)
+					}
 				}
 			}
+			c.send(b, e.gate)
+			s.metrics.messagesOut.Add(1)
 		}
-		e.wire = true
+		e.flags |= efWire
 		sess.inflight++
 		sent = true
 	}
-	if len(sentIDs) > 0 {
-		// DUP must be set on a resend after a restart: note that these went out.
+	if len(sentRecs) > 0 {
 		s.store.Write(func(w *store.Writer) {
-			for _, e := range sentIDs {
-				w.PutOut(sess.id, e.record(e.m.ref.ID()))
+			for _, rec := range sentRecs {
+				w.PutOut(sess.id, rec)
 			}
 		})
 	}
@@ -362,27 +381,23 @@ func (s *Server) sendQueued(sess *session, c *conn, now time.Time) {
 // drop removes a queued entry that is done with: acknowledged, or never to
 // be delivered (expired, too large, refused). The caller holds sess.mu.
 func (s *Server) drop(sess *session, e *outEntry) {
-	sess.complete(e)
-	s.metrics.queued.Add(-1)
 	if sess.persistent {
+		seq, ref := e.seq, &e.m.ref
 		s.store.Write(func(w *store.Writer) {
-			w.DeleteOut(sess.id, e.seq)
-			w.Unref(&e.m.ref)
+			w.DeleteOut(sess.id, seq)
+			w.Unref(ref)
 		})
 	}
+	sess.complete(e)
+	s.metrics.queued.Add(-1)
 }
 
 // resend restarts delivery on a new connection: every entry not completed
 // goes out again in order (PUBREL for released QoS 2 entries, PUBLISH with
-// DUP for those sent before, without DUP for those never sent). The caller
-// holds sess.mu.
+// DUP and the same packet id for those sent before, without DUP for those
+// never sent). The caller holds sess.mu.
 func (s *Server) resend(sess *session, c *conn) {
-	sess.inflight = 0
-	for _, e := range sess.queue[sess.head:] {
-		if e != nil {
-			e.wire = false
-		}
-	}
+	sess.unwire()
 	sess.unsent = sess.head
 	s.sendQueued(sess, c, time.Now())
 }
@@ -411,8 +426,8 @@ func (c *conn) handleAck(typ byte, pid uint16, reason byte) error {
 		c.sendAck(ackPacket(packets.Pubcomp, pid, c.version, 0), gate)
 		return nil
 	}
-	e := sess.byPID[pid]
-	if e == nil || e.done {
+	e := sess.byPacketID(pid)
+	if e == nil {
 		if typ == packets.Pubrec { // complete the client's flow so it can reuse the id
 			code := byte(0)
 			if c.version == 5 {
@@ -433,7 +448,8 @@ func (c *conn) handleAck(typ byte, pid uint16, reason byte) error {
 		if e.state != store.OutReleased {
 			e.state = store.OutReleased
 			if sess.persistent {
-				gate = s.store.Write(func(w *store.Writer) { w.PutOut(sess.id, e.record(e.m.ref.ID())) })
+				rec := sess.record(e, e.m.ref.ID())
+				gate = s.store.Write(func(w *store.Writer) { w.PutOut(sess.id, rec) })
 			}
 		}
 		e.gate = gate
@@ -447,7 +463,7 @@ func (c *conn) handleAck(typ byte, pid uint16, reason byte) error {
 // It returns the store batch to wait for.
 func (s *Server) retain(m *msg) uint64 {
 	var keep *msg
-	if len(m.payload) > 0 {
+	if m.plen > 0 {
 		keep = m
 	}
 	var gate uint64

@@ -72,8 +72,17 @@ func (s *Server) restore(snap *store.Snapshot) {
 			if m == nil {
 				continue
 			}
-			e := &outEntry{m: m, seq: o.Seq, pid: o.PacketID, qos: o.QoS, state: o.State, retain: o.Retain, subIDs: o.SubIDs, sentStored: o.State != store.OutQueued}
-			sess.push(e)
+			e := outEntry{m: m, seq: o.Seq, qos: o.QoS, state: o.State}
+			if o.Retain {
+				e.flags |= efRetain
+			}
+			if o.State != store.OutQueued {
+				// Sent before: it keeps its packet id (a resend must use
+				// it). An entry never sent gets one when it is.
+				e.pid = o.PacketID
+				e.flags |= efSentStored
+			}
+			sess.push(e, o.SubIDs)
 			sess.nextSeq = o.Seq + 1
 			s.metrics.queued.Add(1)
 			if m.expiry != 0 {

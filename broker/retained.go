@@ -9,19 +9,30 @@ import (
 )
 
 // retainedStore holds the retained message of every topic in a tree with
-// one level per node, so that a subscription's filter visits only the
+// one level per map, so that a subscription's filter visits only the
 // matching part of the tree.
+//
+// The tree is compact because 100,000s of topics may be retained: a level
+// is a map from level name to a 16-byte slot (the message retained there,
+// and the next level's map, made only when a deeper topic exists). A slot
+// holding a message is keyed by a view into that message's own topic (no
+// copy of the name); a slot without one is keyed by a copy, so that a key
+// never keeps a replaced message's body alive. Levels left empty by a
+// removal are removed.
 type retainedStore struct {
 	mu   sync.RWMutex
-	root rnode
+	root rtree
 	n    int
 }
 
-type rnode struct {
-	parent *rnode
-	level  string
-	kids   map[string]*rnode
-	m      *msg
+// rtree is one level of the retained tree.
+type rtree map[string]rslot
+
+// rslot is a level name's entry: the message retained at that topic (nil
+// if none) and the level below it (nil if none).
+type rslot struct {
+	m    *msg
+	kids rtree
 }
 
 // update makes m the retained message of topic t (nil removes it) and
@@ -52,45 +63,80 @@ func (r *retainedStore) replaceIf(t string, m *msg, persist func()) bool {
 	return true
 }
 
-// set makes m the retained message of its topic (nil removes it) and
+// set makes m the retained message of topic t (nil removes it) and
 // returns the message it replaced. The caller holds r.mu.
 func (r *retainedStore) set(t string, m *msg) (old *msg) {
-	n := &r.root
-	for rest := t; ; {
-		l, next, more := topic.NextLevel(rest)
-		c := n.kids[l]
-		if c == nil {
-			if m == nil {
-				return nil
-			}
-			if n.kids == nil {
-				n.kids = make(map[string]*rnode, 1)
-			}
-			c = &rnode{parent: n, level: l}
-			n.kids[l] = c
-		}
-		n = c
-		if !more {
-			break
-		}
-		rest = next
+	if m != nil {
+		t = m.topic // keys are views into the message's topic
 	}
-	old, n.m = n.m, m
+	if r.root == nil {
+		if m == nil {
+			return nil
+		}
+		r.root = make(rtree, 1)
+	}
+	old = r.root.set(t, 0, m)
+	if len(r.root) == 0 {
+		r.root = nil
+	}
 	switch {
 	case old == nil && m != nil:
 		r.n++
 	case old != nil && m == nil:
 		r.n--
-		for n.parent != nil && n.m == nil && len(n.kids) == 0 {
-			p := n.parent
-			delete(p.kids, n.level)
-			if len(p.kids) == 0 {
-				p.kids = nil
-			}
-			n = p
-		}
 	}
 	return old
+}
+
+// set makes m the message of topic t (whose level at offset from is one
+// of tr's keys) and returns the one it replaced; a slot left with neither
+// a message nor a level below is deleted.
+//
+// Assigning to an existing string key replaces the key too, so every
+// assignment passes the key the slot should have (slotKey).
+func (tr rtree) set(t string, from int, m *msg) *msg {
+	l, _, more := topic.NextLevel(t[from:])
+	slot, ok := tr[l]
+	if !ok && m == nil {
+		return nil
+	}
+	var old *msg
+	hadKids := slot.kids != nil
+	if !more {
+		old, slot.m = slot.m, m
+	} else {
+		if slot.kids == nil {
+			if m == nil {
+				return nil
+			}
+			slot.kids = make(rtree, 1)
+		}
+		old = slot.kids.set(t, from+len(l)+1, m)
+		if len(slot.kids) == 0 {
+			slot.kids = nil
+		}
+	}
+	switch {
+	case slot.m == nil && slot.kids == nil:
+		delete(tr, l)
+	case !ok || !more:
+		// A new slot, or its message changed: re-key it, since the key
+		// must not outlive the message it views.
+		delete(tr, l)
+		tr[slotKey(slot, l, from)] = slot
+	case hadKids != (slot.kids != nil):
+		tr[slotKey(slot, l, from)] = slot
+	}
+	return old
+}
+
+// slotKey is the key slot is stored under: a view into its message's
+// topic, or a copy of level l when it holds none.
+func slotKey(slot rslot, l string, from int) string {
+	if slot.m != nil {
+		return slot.m.topic[from : from+len(l)]
+	}
+	return strings.Clone(l)
 }
 
 // get returns the retained message of topic t.
@@ -101,17 +147,17 @@ func (r *retainedStore) get(t string) *msg {
 }
 
 func (r *retainedStore) getLocked(t string) *msg {
-	n := &r.root
+	tr := r.root
 	for rest := t; ; {
 		l, next, more := topic.NextLevel(rest)
-		n = n.kids[l]
-		if n == nil {
+		slot, ok := tr[l]
+		if !ok {
 			return nil
 		}
 		if !more {
-			return n.m
+			return slot.m
 		}
-		rest = next
+		tr, rest = slot.kids, next
 	}
 }
 
@@ -131,19 +177,20 @@ func (r *retainedStore) count() int {
 func (r *retainedStore) match(filter string, scope *auth.ReadScope, visit func(m *msg, check bool) bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	w := rwalk{scope: scope, visit: visit, path: make([]byte, 0, 128)}
+	w := rwalk{scope: scope, visit: visit}
 	d := auth.SubAllow
 	if scope != nil {
 		d = auth.SubPartial
+		w.path = make([]byte, 0, 128)
 	}
-	w.match(&r.root, filter, d, true)
+	w.match(r.root, filter, d, true)
 }
 
 // rwalk is one retained lookup.
 type rwalk struct {
 	scope *auth.ReadScope
 	visit func(*msg, bool) bool
-	path  []byte // topic of the node being visited
+	path  []byte // topic of the level being visited (only kept with a scope)
 	done  bool
 }
 
@@ -153,25 +200,27 @@ func (w *rwalk) emit(m *msg, d auth.SubDecision) {
 	}
 }
 
-// enter decides c (reached from a node at path length n) against the
+// enter decides level l (below a level at path length n) against the
 // scope; it returns the decision, SubDeny meaning "skip".
-func (w *rwalk) enter(c *rnode, n int, d auth.SubDecision) auth.SubDecision {
+func (w *rwalk) enter(l string, n int, d auth.SubDecision) auth.SubDecision {
+	if d != auth.SubPartial {
+		return d
+	}
 	w.path = w.path[:n]
 	if n > 0 {
 		w.path = append(w.path, '/')
 	}
-	w.path = append(w.path, c.level...)
-	if d == auth.SubPartial {
-		d = w.scope.Under(unsafeString(w.path))
-	}
-	return d
+	w.path = append(w.path, l...)
+	return w.scope.Under(unsafeString(w.path))
 }
 
-func (w *rwalk) match(n *rnode, f string, d auth.SubDecision, root bool) {
+// root is true at the first level, where '+' and '#' do not match topics
+// starting with '$' [MQTT-4.7.2-1].
+func (w *rwalk) match(tr rtree, f string, d auth.SubDecision, root bool) {
 	l, next, more := topic.NextLevel(f)
 	base := len(w.path)
-	visitChild := func(c *rnode) {
-		cd := w.enter(c, base, d)
+	visitChild := func(lv string, c rslot) {
+		cd := w.enter(lv, base, d)
 		if cd == auth.SubDeny || w.done {
 			return
 		}
@@ -182,42 +231,46 @@ func (w *rwalk) match(n *rnode, f string, d auth.SubDecision, root bool) {
 		if next == "#" {
 			w.emit(c.m, cd) // "a/#" matches "a"
 		}
-		w.match(c, next, cd, false)
+		if c.kids != nil {
+			w.match(c.kids, next, cd, false)
+		}
 	}
 	switch l {
 	case "#":
-		w.all(n, d, root)
+		w.all(tr, d, root)
 	case "+":
-		for lv, c := range n.kids {
+		for lv, c := range tr {
 			if root && strings.HasPrefix(lv, "$") {
 				continue // [MQTT-4.7.2-1]
 			}
-			visitChild(c)
+			visitChild(lv, c)
 			if w.done {
 				return
 			}
 		}
 	default:
-		if c := n.kids[l]; c != nil {
-			visitChild(c)
+		if c, ok := tr[l]; ok {
+			visitChild(l, c)
 		}
 	}
 	w.path = w.path[:base]
 }
 
-// all visits every message below n (for '#').
-func (w *rwalk) all(n *rnode, d auth.SubDecision, root bool) {
+// all visits every message in tr and below (for '#').
+func (w *rwalk) all(tr rtree, d auth.SubDecision, root bool) {
 	base := len(w.path)
-	for lv, c := range n.kids {
+	for lv, c := range tr {
 		if root && strings.HasPrefix(lv, "$") {
 			continue // [MQTT-4.7.2-1]
 		}
-		cd := w.enter(c, base, d)
+		cd := w.enter(lv, base, d)
 		if cd == auth.SubDeny {
 			continue
 		}
 		w.emit(c.m, cd)
-		w.all(c, cd, false)
+		if c.kids != nil {
+			w.all(c.kids, cd, false)
+		}
 		if w.done {
 			break
 		}

@@ -47,6 +47,7 @@ type Server struct {
 	// backplane joins a cluster (nil: a single node); set before Start.
 	backplane   Backplane
 	healthParts []healthPart
+	trim        memTrimmer // used by the clock's goroutine only
 
 	mux     *http.ServeMux
 	httpSrv *http.Server
@@ -235,6 +236,7 @@ func (s *Server) Start() (err error) {
 	s.clock.start()
 	s.resumeRestored()
 	s.clock.startSys(time.Now())
+	s.clock.startTrim()
 	for _, tl := range []*tcpListener{s.tcp, s.tls} {
 		if tl != nil {
 			go tl.serve()

@@ -3,8 +3,9 @@
 # SocketCluster bridge vs socketcluster-server, in the same run, on
 # loopback only, with the same load tool (cmd/sockmq-load).
 #
-# Usage: scripts/bench.sh [--quick] [--reps N] [--out DIR] [--acks|--all]
+# Usage: scripts/bench.sh [--quick] [--reps N] [--out DIR] [--acks|--lean|--all]
 #                         [--before PATH] [--pin-load CPUS]
+#                         [--sockmq PATH] [--label NAME] [--lean-results FILE]
 #   --quick   10x fewer messages and 1 repetition (to try the script)
 #   --reps N  repetitions of every configuration (default 3; medians shown)
 #   --out DIR where results.jsonl (every run) and results.md go
@@ -14,18 +15,37 @@
 #             publishers on sockmq with persistence.sync true and false,
 #             mosquitto (also with max_queued_messages 0) and the "before"
 #             binary; then the clean-session MQTT scenarios, before vs after
-#   --all     every section, --acks included
+#   --lean    only the issue-11 section (memory and CPU; about 20 minutes):
+#             RSS vs idle MQTT connections (CONNECT + 1 subscription) at 1k,
+#             5k, 15k and idle SC sockets at 1k, 5k with a healthy client's
+#             round trip while they are held; RSS of 100k retained and of
+#             100 offline sessions x 1000 queued QoS 1; server CPU per
+#             message vs rate (QoS 1 1->1 paced 500..5000/s, full rate 1->1
+#             and 16->1); QoS 1 1->100 at 1000 msg/s latency from the
+#             scheduled send time; MQTT -> SC at 10,000 msg/s. sockmq vs
+#             mosquitto (and socketcluster-server for SC sockets). Servers
+#             on CPU 0, the load tool on CPU 1 (LEAN_SERVER_CPU,
+#             LEAN_LOAD_CPU; empty = unpinned). JSON lines are appended to
+#             --lean-results; the markdown summary is printed.
+#   --all     every section, --acks and --lean included
+#   --sockmq PATH  measure this sockmq binary instead of building one
+#             (e.g. a build of main as the "before" baseline)
+#   --label NAME   name of the sockmq build in --lean results (default:
+#             git describe of this checkout, or the --sockmq file name)
+#   --lean-results FILE  where --lean appends its JSON lines
+#             (default bench/results/lean.jsonl)
 #   --before PATH  a sockmq binary to compare with ("before"; also the
 #             BEFORE environment variable); without it --acks compares
 #             this build with mosquitto only
 #   --pin-load CPUS  run the load tool under taskset -c CPUS
 #
-# Needs go, mosquitto (installed with apt-get if missing), node/npm (the
-# reference server in bench/ is installed with npm ci if missing; not for
-# --acks), jq, curl.
+# Needs go, mosquitto (Debian's; scripts/test-deps.sh installs it, or
+# apt-get here when root), node/npm (the reference server in bench/ is
+# installed with npm ci if missing; not for --acks), jq, curl, taskset. It
+# stops with a clear message when one is missing.
 # Every server listens on 127.0.0.1 on free ports; everything started here
 # is stopped on exit. A watchdog ends the script after 15 minutes (25 with
-# --all).
+# --acks and the classic sections, 40 with --lean alone, 55 with --all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +54,10 @@ QUICK=0
 OUT=""
 CLASSIC=1   # the memory, throughput and stored-state sections
 ACKS=0      # the issue-10 section
+LEAN=0      # the issue-11 section
+SOCKMQ_BIN=""
+LABEL=""
+LEAN_RESULTS=bench/results/lean.jsonl
 BEFORE=${BEFORE:-}
 PIN=""
 while [ $# -gt 0 ]; do
@@ -42,15 +66,21 @@ while [ $# -gt 0 ]; do
     --reps) REPS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --acks) ACKS=1; CLASSIC=0 ;;
-    --all) ACKS=1; CLASSIC=1 ;;
+    --lean) LEAN=1; CLASSIC=0 ;;
+    --all) ACKS=1; CLASSIC=1; LEAN=1 ;;
+    --sockmq) SOCKMQ_BIN=$2; shift ;;
+    --label) LABEL=$2; shift ;;
+    --lean-results) LEAN_RESULTS=$2; shift ;;
     --before) BEFORE=$2; shift ;;
     --pin-load) PIN=$2; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 if [ -n "$BEFORE" ] && [ ! -x "$BEFORE" ]; then echo "bench.sh: before binary $BEFORE is not executable" >&2; exit 2; fi
+if [ -n "$SOCKMQ_BIN" ] && [ ! -x "$SOCKMQ_BIN" ]; then echo "bench.sh: sockmq binary $SOCKMQ_BIN is not executable" >&2; exit 2; fi
+if [ "$ACKS" = 1 ] && [ "$LEAN" = 1 ] && [ "$CLASSIC" = 0 ]; then echo "bench.sh: --acks and --lean are separate sections; use --all for both" >&2; exit 2; fi
 [ -n "$OUT" ] || OUT=$(mktemp -d /tmp/sockmq-bench-results.XXXXXX)
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
@@ -70,28 +100,53 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 LIMIT_MIN=15
 if [ "$CLASSIC" = 1 ] && [ "$ACKS" = 1 ]; then LIMIT_MIN=25; fi
+if [ "$LEAN" = 1 ]; then LIMIT_MIN=$((LIMIT_MIN + 30)); fi
+if [ "$LEAN" = 1 ] && [ "$CLASSIC" = 0 ]; then LIMIT_MIN=40; fi
 { sleep $((LIMIT_MIN * 60)); echo "bench.sh: watchdog: $LIMIT_MIN minutes passed, stopping" >&2; kill -TERM $$; } >/dev/null 2>&1 &
 WATCHDOG=$!
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 # --- tools -----------------------------------------------------------------
+die() { echo "bench.sh: $*" >&2; exit 2; }
 need_apt() { # command package
   command -v "$1" >/dev/null 2>&1 && return
-  log "installing $2"
-  apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
+  [ -x "/usr/sbin/$1" ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing $2"
+    apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null 2>&1; } || true
+  fi
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ||
+    die "$1 is missing and could not be installed: run scripts/test-deps.sh as root, or apt-get install $2"
 }
 need_apt mosquitto mosquitto
 need_apt jq jq
 need_apt curl curl
+need_apt taskset util-linux
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-if [ "$CLASSIC" = 1 ] && [ ! -d bench/node_modules/socketcluster-server ]; then
-  log "installing bench/ (npm ci)"
-  (cd bench && npm ci --no-audit --no-fund >/dev/null)
+case "$( ("$MOSQUITTO" -h 2>&1 || true) | head -n 1)" in
+  *"mosquitto version"*) ;;
+  *) die "$MOSQUITTO does not run (mosquitto -h printed no version)" ;;
+esac
+if [ "$CLASSIC" = 1 ] || [ "$LEAN" = 1 ]; then
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+    die "node and npm are needed for socketcluster-server (bench/sc-server.js): run scripts/test-deps.sh as root, or apt-get install nodejs npm"
+  if [ ! -d bench/node_modules/socketcluster-server ]; then
+    log "installing bench/ (npm ci)"
+    (cd bench && npm ci --no-audit --no-fund >/dev/null) ||
+      die "npm ci in bench/ failed: socketcluster-server is not installed (run (cd bench && npm ci) and look at its output)"
+  fi
+  node -e "require('./bench/node_modules/socketcluster-server')" 2>/dev/null ||
+    die "bench/node_modules/socketcluster-server does not load with $(node --version); run (cd bench && npm ci)"
 fi
 
-log "building sockmq and sockmq-load"
-CGO_ENABLED=0 go build -trimpath -o "$WORK/sockmq" ./cmd/sockmq
+if [ -n "$SOCKMQ_BIN" ]; then
+  log "building sockmq-load; sockmq is $SOCKMQ_BIN"
+  cp "$SOCKMQ_BIN" "$WORK/sockmq"
+else
+  log "building sockmq and sockmq-load"
+  CGO_ENABLED=0 go build -trimpath -o "$WORK/sockmq" ./cmd/sockmq
+fi
 CGO_ENABLED=0 go build -trimpath -o "$WORK/sockmq-load" ./cmd/sockmq-load
 LOAD=$WORK/sockmq-load
 if [ -n "$PIN" ]; then
@@ -102,6 +157,8 @@ else
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
+# SRV_PIN: a command prefix for servers (taskset in the --lean section).
+SRV_PIN=(env)
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
@@ -147,7 +204,7 @@ logging:
   level: warn
 EOF
   "$bin" check -c "$dir/sockmq.yaml" >/dev/null
-  "$bin" serve -c "$dir/sockmq.yaml" 2>"$dir/sockmq.log" &
+  "${SRV_PIN[@]}" "$bin" serve -c "$dir/sockmq.yaml" 2>"$dir/sockmq.log" &
   SMQ_PID=$!; PIDS+=("$SMQ_PID")
   wait_port "$SMQ_PORT" 20 && wait_port "$SMQ_HTTP" 20 || { cat "$dir/sockmq.log"; echo "sockmq did not start" >&2; exit 1; }
   SMQ_ADDR=127.0.0.1:$SMQ_PORT
@@ -171,7 +228,7 @@ log_type warning
 ${2:-}
 EOF
   chmod 644 "$dir/mosquitto.conf"
-  "$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
+  "${SRV_PIN[@]}" "$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
   MOSQ_PID=$!; PIDS+=("$MOSQ_PID")
   wait_port "$MOSQ_PORT" 20 || { cat "$dir/mosquitto.log"; echo "mosquitto did not start" >&2; exit 1; }
   MOSQ_ADDR=127.0.0.1:$MOSQ_PORT
@@ -179,7 +236,7 @@ EOF
 
 start_scs() { # NAME
   SCS_PORT=$(free_port)
-  node bench/sc-server.js "$SCS_PORT" >"$WORK/sc-server-$1.log" 2>&1 &
+  "${SRV_PIN[@]}" node bench/sc-server.js "$SCS_PORT" >"$WORK/sc-server-$1.log" 2>&1 &
   SCS_PID=$!; PIDS+=("$SCS_PID")
   wait_port "$SCS_PORT" 20 || { cat "$WORK/sc-server-$1.log"; echo "sc-server did not start" >&2; exit 1; }
   SCS_URL=ws://127.0.0.1:$SCS_PORT/socketcluster/
@@ -202,12 +259,14 @@ if [ -n "$BEFORE" ]; then
   BEFORE_DESC="; before: $BEFORE ($(stat -c '%y' "$BEFORE" | cut -d. -f1), sha256 $(sha256sum "$BEFORE" | cut -c1-12))"
 fi
 SCS_VERSION="(not used)"
-if [ "$CLASSIC" = 1 ]; then SCS_VERSION=$(node -p "require('./bench/node_modules/socketcluster-server/package.json').version"); fi
+if [ "$CLASSIC" = 1 ] || [ "$LEAN" = 1 ]; then SCS_VERSION=$(node -p "require('./bench/node_modules/socketcluster-server/package.json').version"); fi
 MOSQ_VERSION=$( ("$MOSQUITTO" -h 2>&1 || true) | awk 'NR==1{print $3}')
 {
   echo "# sockmq side-by-side benchmark"
   echo
-  echo "- date: $(date -u +%FT%TZ); sockmq $(git describe --tags --always --dirty 2>/dev/null || echo dev)$BEFORE_DESC"
+  if [ -n "$SOCKMQ_BIN" ]; then SMQ_DESC="binary $SOCKMQ_BIN ($(stat -c '%y' "$SOCKMQ_BIN" | cut -d. -f1), sha256 $(sha256sum "$SOCKMQ_BIN" | cut -c1-12)); load tool from $(git describe --tags --always --dirty 2>/dev/null || echo dev)"
+  else SMQ_DESC=$(git describe --tags --always --dirty 2>/dev/null || echo dev); fi
+  echo "- date: $(date -u +%FT%TZ); sockmq $SMQ_DESC$BEFORE_DESC"
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "- $(go version | cut -d' ' -f3), mosquitto $MOSQ_VERSION, socketcluster-server $SCS_VERSION, node $(node --version 2>/dev/null || echo -)"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg); repetitions: $REPS (medians shown)"
@@ -402,6 +461,13 @@ if [ "$ACKS" = 1 ]; then
   for i in "${!ACK_PIDS[@]}"; do stop_server "${ACK_PIDS[$i]}"; done
 fi # ACKS
 
+# Memory and CPU (issue 11): scripts/bench-lean.sh.
+if [ "$LEAN" = 1 ]; then
+  # shellcheck source=scripts/bench-lean.sh
+  source scripts/bench-lean.sh
+  lean_section
+fi
+
 # --- report ----------------------------------------------------------------
 echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/header.md"
 jq -rs --arg statedesc "idle-cpu-retained: $(scale 100000) retained messages; idle-cpu-queued: 100 offline sessions x $(scale 1000) queued QoS 1 messages (64 B payloads)." '
@@ -452,6 +518,8 @@ jq -rs --arg statedesc "idle-cpu-retained: $(scale 100000) retained messages; id
       "| \(.[0].scenario) | \(.[0].server) | \(map(.cpu_ms_per_s) | median | r2) | \(map(.rss_kib) | median | r0) |"
     )) | flatten))) | .[]' "$RESULTS" >"$OUT/tables.md"
 cat "$OUT/header.md" "$OUT/tables.md" >"$OUT/results.md"
+[ "$LEAN" = 0 ] || cat "$OUT/lean.md" >>"$OUT/results.md"
 cat "$OUT/results.md"
 [ "$CLASSIC" = 0 ] || [ "$BRIDGE" = 1 ] || echo -e "\nsockmq SocketCluster scenarios: not measured (bridge not served by this build)."
 echo -e "\nraw results: $RESULTS" >&2
+[ "$LEAN" = 0 ] || echo "lean results: $LEAN_RESULTS (run $LEAN_RUN); plots: go run ./cmd/sockmq-plot -in $LEAN_RESULTS -out bench/plots" >&2

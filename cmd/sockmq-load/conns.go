@@ -49,12 +49,14 @@ func runConns(kind string, args []string, stdout, stderr io.Writer) int {
 	keepalive := fs.Int("keepalive", 60, "MQTT keepalive in seconds (conns)")
 	user := fs.String("user", "", "MQTT user name (conns)")
 	pass := fs.String("pass", "", "MQTT password (conns)")
+	sub := fs.Bool("sub", false, "conns: after CONNECT, subscribe each connection to its own topic (<topic>/<i>, QoS 1) and wait for the SUBACK")
+	subTopic := fs.String("topic", "sockmq-idle", "conns --sub: topic prefix")
 	useStdin := fs.Bool("stdin", false, "also stop when stdin reaches EOF")
 	jsonOut := fs.Bool("json", false, "print the summary as one JSON object")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: sockmq-load %s [flags]\n\n", name)
 		if kind == "mqtt" {
-			fmt.Fprint(stderr, "Opens N idle MQTT 3.1.1 connections (clean session, no subscriptions) and holds them.\n")
+			fmt.Fprint(stderr, "Opens N idle MQTT 3.1.1 connections (clean session; no subscription, or one each with --sub) and holds them.\n")
 		} else {
 			fmt.Fprint(stderr, "Opens N idle SocketCluster sockets (handshake done, pings answered) and holds them.\n")
 		}
@@ -120,7 +122,11 @@ func runConns(kind string, args []string, stdout, stderr io.Writer) int {
 			if kind == "sc" {
 				closer, err = idleSC(ctx, *url, onDrop)
 			} else {
-				closer, err = idleMQTT(*addr, "sockmq-idle-"+runID+"-"+strconv.Itoa(i), *user, *pass, uint16(*keepalive), onDrop)
+				filter := ""
+				if *sub {
+					filter = *subTopic + "/" + runID + "/" + strconv.Itoa(i)
+				}
+				closer, err = idleMQTT(*addr, "sockmq-idle-"+runID+"-"+strconv.Itoa(i), *user, *pass, uint16(*keepalive), filter, onDrop)
 			}
 			if err != nil {
 				failed.Add(1)
@@ -177,9 +183,10 @@ func runConns(kind string, args []string, stdout, stderr io.Writer) int {
 }
 
 // idleMQTT opens one MQTT 3.1.1 connection with a hand-written CONNECT (no
-// client library, so the load tool stays small next to the broker) and keeps
-// it alive with PINGREQ.
-func idleMQTT(addr, id, user, pass string, keepalive uint16, onDrop func()) (func(), error) {
+// client library, so the load tool stays small next to the broker),
+// subscribes it to filter (QoS 1) unless filter is empty, and keeps it
+// alive with PINGREQ.
+func idleMQTT(addr, id, user, pass string, keepalive uint16, filter string, onDrop func()) (func(), error) {
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
@@ -197,6 +204,21 @@ func idleMQTT(addr, id, user, pass string, keepalive uint16, onDrop func()) (fun
 	if ack[0] != 0x20 || ack[3] != 0 {
 		conn.Close()
 		return nil, fmt.Errorf("connection refused: connack % x", ack)
+	}
+	if filter != "" {
+		if _, err := conn.Write(subscribePacket(1, filter, 1)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		var suback [5]byte
+		if _, err := io.ReadFull(conn, suback[:]); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("suback: %w", err)
+		}
+		if suback[0] != 0x90 || suback[1] != 3 || suback[4] == 0x80 {
+			conn.Close()
+			return nil, fmt.Errorf("subscription refused: suback % x", suback)
+		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	stop := make(chan struct{})
@@ -256,19 +278,30 @@ func connectPacket(id, user, pass string, keepalive uint16) []byte {
 		}
 	}
 	body[7] = flags
-	pk := []byte{0x10}
-	for l := len(body); ; {
+	return append(append([]byte{0x10}, remainingLength(len(body))...), body...)
+}
+
+// subscribePacket builds an MQTT 3.1.1 SUBSCRIBE for one filter.
+func subscribePacket(id uint16, filter string, qos byte) []byte {
+	body := []byte{byte(id >> 8), byte(id), byte(len(filter) >> 8), byte(len(filter))}
+	body = append(append(body, filter...), qos)
+	return append(append([]byte{0x82}, remainingLength(len(body))...), body...)
+}
+
+// remainingLength encodes an MQTT remaining length.
+func remainingLength(l int) []byte {
+	var out []byte
+	for {
 		b := byte(l % 128)
 		l /= 128
 		if l > 0 {
 			b |= 0x80
 		}
-		pk = append(pk, b)
+		out = append(out, b)
 		if l == 0 {
-			break
+			return out
 		}
 	}
-	return append(pk, body...)
 }
 
 // idleSC opens one SocketCluster socket, completes the handshake and

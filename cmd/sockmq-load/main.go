@@ -6,7 +6,8 @@
 //	sockmq-load mqtt     publishers and subscribers over MQTT 3.1.1
 //	sockmq-load sc       publishers and subscribers over SocketCluster
 //	                     (optionally MQTT publishers feeding SC subscribers)
-//	sockmq-load conns    hold N idle MQTT connections (memory per connection)
+//	sockmq-load conns    hold N idle MQTT connections (memory per connection),
+//	                     optionally with one subscription each (--sub)
 //	sockmq-load sc-conns hold N idle SocketCluster sockets
 //	sockmq-load state    leave retained messages and offline sessions with
 //	                     queued messages in a broker (idle-cost scenarios)
@@ -18,6 +19,15 @@
 // persistent sessions (--persistent). Publishers can be throttled by a rate or by an
 // end-to-end window (how far they may run ahead of the subscribers), so a
 // run measures the throughput a broker sustains without dropping messages.
+//
+// With --rate, each message has a scheduled send time and its payload
+// carries that time: latency is measured from when the message should have
+// been sent, so a publisher that falls behind (blocked socket, window,
+// acknowledgement limit, busy core) shows up in the latency instead of
+// being hidden (no coordinated omission). A run reports the messages that
+// were due but never sent, those sent but not received, how many were
+// still on their way when publishing ended, and the tool's own core
+// utilisation (tool_limited when its cores were at least 95% busy).
 //
 // Safety: every target must be a loopback address (127.0.0.0/8, ::1,
 // localhost) and every run ends by itself (--timeout, default 2m).
@@ -49,6 +59,8 @@ Examples:
   sockmq-load sc --url ws://127.0.0.1:8080/socketcluster/ --subs 100 --msgs 20000
   sockmq-load sc --url ws://127.0.0.1:8080/socketcluster/ --mqtt-pub 127.0.0.1:1883 --subs 100
   sockmq-load conns --addr 127.0.0.1:1883 --n 1000 --hold 30s
+  sockmq-load conns --addr 127.0.0.1:1883 --n 15000 --sub --hold 60s
+  sockmq-load mqtt --addr 127.0.0.1:1883 --subs 100 --qos 1 --rate 1000 --msgs 0 --duration 10s --window 0
 
 Results go to stdout as text, or as one JSON object with --json.
 `

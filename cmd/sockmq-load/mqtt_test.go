@@ -123,8 +123,9 @@ func TestCleanSubscribersStay(t *testing.T) {
 }
 
 // slowAcker is a fake MQTT 3.1.1 broker on a real socket that answers
-// every packet after a delay: CONNACK at once, PUBACK (QoS 1) or PUBREC
-// then PUBCOMP (QoS 2) each after delay. It records the most publishes it
+// every packet after a delay: CONNACK and SUBACK at once, PUBACK (QoS 1)
+// or PUBREC then PUBCOMP (QoS 2) each after delay. It never forwards a
+// publish to a subscriber. It records the most publishes it
 // ever had unacknowledged.
 type slowAcker struct {
 	ln    net.Listener
@@ -205,6 +206,8 @@ func (s *slowAcker) serve(c net.Conn) {
 			}
 		case 6: // PUBREL
 			replies <- reply{at: time.Now().Add(s.delay), b: []byte{0x70, 2, body[0], body[1]}, acked: true}
+		case 8: // SUBSCRIBE: granted, but nothing is ever forwarded
+			replies <- reply{b: []byte{0x90, 3, body[0], body[1], body[len(body)-1]}}
 		case 12: // PINGREQ
 			replies <- reply{b: []byte{0xD0, 0}}
 		case 14: // DISCONNECT

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -102,8 +103,41 @@ type result struct {
 	WindowStalls  int64   `json:"window_stalls"`
 	ConnLost      int64   `json:"conn_lost"`
 	ClientCPUSecs float64 `json:"client_cpu_secs"`
-	TimedOut      bool    `json:"timed_out"`
-	Error         string  `json:"error,omitempty"`
+
+	// With --rate every message has a scheduled send time (the publisher's
+	// start + seq / rate) and its payload carries that time, not the time
+	// it was actually written: a publisher that falls behind (a blocked
+	// socket, a full window, a busy core) adds its lateness to the
+	// latencies instead of hiding it (no coordinated omission). LatFrom
+	// says which ("scheduled" or "sent").
+	LatFrom string `json:"lat_from"`
+	// Scheduled is how many messages were due by the time publishing
+	// stopped (with --rate: those whose scheduled time had come; without:
+	// --msgs per publisher, if set); NeverSent is how many of them were
+	// never sent.
+	Scheduled int64 `json:"scheduled"`
+	NeverSent int64 `json:"never_sent"`
+	// NotReceived counts deliveries (message x subscriber) sent without an
+	// error but not received when the run ended (the same as Lost);
+	// PendingAtPubEnd is how many of them were still on their way when
+	// the last publish was sent (queued in the broker or in sockets).
+	NotReceived     int64 `json:"not_received"`
+	PendingAtPubEnd int64 `json:"pending_at_pub_end"`
+	// SendLag: how late publishes were written after their scheduled time
+	// (with --rate).
+	SendLagP50Ms float64 `json:"send_lag_p50_ms"`
+	SendLagP99Ms float64 `json:"send_lag_p99_ms"`
+	SendLagMaxMs float64 `json:"send_lag_max_ms"`
+	// The load tool's own CPU while publishing and draining: ClientCores
+	// is the number of CPUs it may run on (its affinity mask, e.g. 1 under
+	// taskset -c 1) and ClientCoreUtil its CPU time / (wall time x
+	// ClientCores). ToolLimited is set when that is at least 0.95: the
+	// tool, not the server, was the limit.
+	ClientCores    int     `json:"client_cores"`
+	ClientCoreUtil float64 `json:"client_core_util"`
+	ToolLimited    bool    `json:"tool_limited"`
+	TimedOut       bool    `json:"timed_out"`
+	Error          string  `json:"error,omitempty"`
 }
 
 func pubsubFlags(kind string, stderr io.Writer) (*flag.FlagSet, *pubsubOpts) {
@@ -134,7 +168,7 @@ func pubsubFlags(kind string, stderr io.Writer) (*flag.FlagSet, *pubsubOpts) {
 	fs.DurationVar(&o.duration, "duration", 0, "stop publishing after this long (0: when --msgs are sent)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "hard limit for the whole run")
 	fs.DurationVar(&o.drain, "drain", 3*time.Second, "after the last publish, wait this long without progress for missing messages")
-	fs.Float64Var(&o.rate, "rate", 0, "messages per second per publisher (0: as fast as possible)")
+	fs.Float64Var(&o.rate, "rate", 0, "messages per second per publisher (0: as fast as possible); latency is then measured from each message's scheduled send time, and messages due but never sent are counted")
 	fs.IntVar(&o.window, "window", 500, "end-to-end window: publishers stay at most this many messages ahead of the subscribers (0: unlimited)")
 	fs.IntVar(&o.inflight, "inflight", 256, "per publisher, unacknowledged publishes (QoS>0, invokes) before it waits")
 	fs.StringVar(&o.topicBase, "topic", "", "topic/channel prefix (default sockmq-load/<random>)")
@@ -323,24 +357,32 @@ func measure(o *pubsubOpts, tr transport) (res result) {
 		pubCtx, c = context.WithTimeout(ctx, o.duration)
 		defer c()
 	}
+	cpuPub := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
-	var published, pubErrs atomic.Int64
+	var published, pubErrs, scheduled atomic.Int64
 	var firstErr atomic.Value
+	var lagMu sync.Mutex
+	var lags histogram
 	for i, p := range pubs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, errs, err := publishLoop(pubCtx, o, st, p, i)
-			published.Add(n)
-			pubErrs.Add(errs)
-			if err != nil {
-				firstErr.CompareAndSwap(nil, err.Error())
+			ps := publishLoop(pubCtx, o, st, p, i, start)
+			published.Add(ps.sent)
+			pubErrs.Add(ps.errs)
+			scheduled.Add(ps.scheduled)
+			lagMu.Lock()
+			lags.merge(&ps.lag)
+			lagMu.Unlock()
+			if ps.err != nil {
+				firstErr.CompareAndSwap(nil, ps.err.Error())
 			}
 		}()
 	}
 	wg.Wait()
 	pubEnd := time.Now()
+	res.PendingAtPubEnd = max(0, (published.Load()-pubErrs.Load())*int64(o.subs)-st.delivered.Load())
 	var acks histogram
 	for _, p := range pubs {
 		if a, ok := p.(interface{ ackTimes(*histogram) }); ok {
@@ -381,6 +423,13 @@ func measure(o *pubsubOpts, tr transport) (res result) {
 	}
 	res.Expected = expected
 	res.Lost = expected - res.Delivered
+	res.NotReceived = res.Lost
+	res.Scheduled = scheduled.Load()
+	res.NeverSent = max(0, res.Scheduled-res.Published)
+	res.LatFrom = "sent"
+	if o.rate > 0 {
+		res.LatFrom = "scheduled"
+	}
 	if lastRecv > 0 {
 		res.DeliverSecs = time.Duration(lastRecv - start.UnixNano()).Seconds()
 		if res.DeliverSecs > 0 {
@@ -395,7 +444,15 @@ func measure(o *pubsubOpts, tr transport) (res result) {
 	res.AckMaxMs, res.AckMeanMs = ms(time.Duration(acks.max)), ms(acks.mean())
 	res.WindowStalls = st.stalls.Load()
 	res.ConnLost = connLost.Load()
-	res.ClientCPUSecs = (cpuTime() - cpu0).Seconds()
+	cpuEnd := cpuTime()
+	res.ClientCPUSecs = (cpuEnd - cpu0).Seconds()
+	res.SendLagP50Ms, res.SendLagP99Ms = ms(lags.quantile(0.5)), ms(lags.quantile(0.99))
+	res.SendLagMaxMs = ms(time.Duration(lags.max))
+	res.ClientCores = runtime.NumCPU()
+	if wall := time.Since(start); wall > 0 {
+		res.ClientCoreUtil = (cpuEnd - cpuPub).Seconds() / (wall.Seconds() * float64(res.ClientCores))
+		res.ToolLimited = res.ClientCoreUtil >= toolLimitedUtil
+	}
 	if e, ok := firstErr.Load().(string); ok && res.Published == res.PublishErrors {
 		res.Error = e
 	}
@@ -416,43 +473,95 @@ func connectWithRetry[T any](ctx context.Context, f func() (T, error)) (T, error
 	return v, err
 }
 
-// publishLoop sends this publisher's messages and returns how many it sent
-// and how many failed.
-func publishLoop(ctx context.Context, o *pubsubOpts, st *runState, p publisher, idx int) (n, errs int64, firstErr error) {
+// toolLimitedUtil is the load tool's core utilisation from which a run
+// is called tool-limited.
+const toolLimitedUtil = 0.95
+
+// pubStats is what one publisher did.
+type pubStats struct {
+	sent, errs int64
+	scheduled  int64     // messages due by the time publishing stopped
+	lag        histogram // with a rate: actual send time - scheduled time
+	err        error     // the first error
+}
+
+// publishLoop sends this publisher's messages. With --rate, message seq is
+// due at start + seq/rate and its payload carries that scheduled time, so
+// whatever delays the publisher (a blocked socket, the window, the
+// acknowledgement limit) counts in the measured latency; when publishing
+// stops (--duration, --timeout) the messages already due but not sent are
+// counted as scheduled, never sent.
+func publishLoop(ctx context.Context, o *pubsubOpts, st *runState, p publisher, idx int, start time.Time) (ps pubStats) {
 	var interval time.Duration
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.rate)
 	}
-	start := time.Now()
-	for seq := 0; o.msgs == 0 || seq < o.msgs; seq++ {
+	seq := 0
+	for ; o.msgs == 0 || seq < o.msgs; seq++ {
 		if ctx.Err() != nil {
 			break
 		}
+		var due time.Time
 		if interval > 0 {
-			if d := time.Until(start.Add(time.Duration(seq) * interval)); d > 0 {
-				time.Sleep(d)
+			due = start.Add(time.Duration(seq) * interval)
+			if d := time.Until(due); d > 0 {
+				if !sleepCtx(ctx, d) {
+					break
+				}
 			}
 		}
 		if o.window > 0 && o.subs > 0 {
 			waitWindow(ctx, o, st)
 		}
+		now := time.Now()
+		stamp := now
+		if interval > 0 {
+			stamp = due
+			ps.lag.record(int64(now.Sub(due)))
+		}
 		st.sent.Add(1)
-		payload := appendPayload(make([]byte, 0, max(o.size, 40)), time.Now().UnixNano(), idx, seq, o.size)
-		n++
+		payload := appendPayload(make([]byte, 0, max(o.size, 40)), stamp.UnixNano(), idx, seq, o.size)
+		ps.sent++
 		if err := p.Publish(payload); err != nil {
-			errs++
-			if firstErr == nil {
-				firstErr = err
+			ps.errs++
+			if ps.err == nil {
+				ps.err = err
 			}
-			if errs > 100 && errs == n {
+			if ps.errs > 100 && ps.errs == ps.sent {
 				break // the connection is gone
 			}
 		}
 	}
-	if err := p.Flush(10 * time.Second); err != nil && firstErr == nil {
-		firstErr = err
+	stopped := time.Now()
+	switch {
+	case interval > 0:
+		// Messages 0..k are due by stopped, k = (stopped-start)/interval.
+		due := int64(stopped.Sub(start)/interval) + 1
+		if o.msgs > 0 {
+			due = min(due, int64(o.msgs))
+		}
+		ps.scheduled = max(due, ps.sent)
+	case o.msgs > 0:
+		ps.scheduled = int64(o.msgs)
+	default:
+		ps.scheduled = ps.sent
 	}
-	return n, errs, firstErr
+	if err := p.Flush(10 * time.Second); err != nil && ps.err == nil {
+		ps.err = err
+	}
+	return ps
+}
+
+// sleepCtx sleeps for d and reports false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // waitWindow blocks while publishers are more than --window messages ahead
@@ -504,12 +613,22 @@ func printResult(w io.Writer, r result) {
 	fmt.Fprintf(w, "  published  %d (%d errors) in %.2fs = %.0f msg/s\n", r.Published, r.PublishErrors, r.PublishSecs, r.PublishRate)
 	fmt.Fprintf(w, "  delivered  %d of %d in %.2fs = %.0f msg/s; lost %d, duplicates %d, foreign %d\n",
 		r.Delivered, r.Expected, r.DeliverSecs, r.DeliverRate, r.Lost, r.Duplicates, r.Foreign)
-	fmt.Fprintf(w, "  latency    p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms  mean %.3fms\n",
-		r.LatP50Ms, r.LatP90Ms, r.LatP99Ms, r.LatMaxMs, r.LatMeanMs)
+	fmt.Fprintf(w, "  scheduled  %d, never sent %d; sent but not received %d (deliveries), %d still on their way when publishing ended\n",
+		r.Scheduled, r.NeverSent, r.NotReceived, r.PendingAtPubEnd)
+	fmt.Fprintf(w, "  latency    p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms  mean %.3fms (from the %s time)\n",
+		r.LatP50Ms, r.LatP90Ms, r.LatP99Ms, r.LatMaxMs, r.LatMeanMs, r.LatFrom)
+	if r.LatFrom == "scheduled" {
+		fmt.Fprintf(w, "  send lag   p50 %.3fms  p99 %.3fms  max %.3fms (sent after the scheduled time)\n",
+			r.SendLagP50Ms, r.SendLagP99Ms, r.SendLagMaxMs)
+	}
 	if r.Acked > 0 {
 		fmt.Fprintf(w, "  ack latency p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms  mean %.3fms (%d acknowledgements)\n",
 			r.AckP50Ms, r.AckP90Ms, r.AckP99Ms, r.AckMaxMs, r.AckMeanMs, r.Acked)
 	}
-	fmt.Fprintf(w, "  window stalls %d, connections lost %d, load-tool CPU %.2fs, timed out %v\n",
-		r.WindowStalls, r.ConnLost, r.ClientCPUSecs, r.TimedOut)
+	limited := ""
+	if r.ToolLimited {
+		limited = " TOOL-LIMITED"
+	}
+	fmt.Fprintf(w, "  window stalls %d, connections lost %d, load-tool CPU %.2fs (%.0f%% of %d core(s)%s), timed out %v\n",
+		r.WindowStalls, r.ConnLost, r.ClientCPUSecs, 100*r.ClientCoreUtil, r.ClientCores, limited, r.TimedOut)
 }

@@ -20,6 +20,10 @@
 // keep a reference count (in memory, rebuilt on load) so that a body is
 // deleted with its last reference.
 //
+// bbolt reads the file through a memory map whose pages stay resident once
+// read; [Store.ReleaseMemory] drops them from the process's RSS (Linux;
+// elsewhere it does nothing), for the broker's memory trimmer.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. The function passed to
