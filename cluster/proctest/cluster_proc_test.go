@@ -192,9 +192,22 @@ func TestKilledNodeWillsOnceAndPresenceLeaves(t *testing.T) {
 		t.Fatal("the killed node's session stayed in node 3's $presence/clients/+")
 	}
 
-	// The survivors keep serving and claiming client ids.
+	// The survivors keep serving and claiming client ids (a CONNECT may be
+	// refused with 0x88 while JetStream elects new leaders for what the
+	// dead node led; clients retry, so does this).
 	for _, n := range []int{1, 3} {
-		cl := testutil.MustConnect5(t, c.mqtt[n], "after-kill")
+		var cl *testutil.Client5
+		deadline := time.Now().Add(15 * time.Second)
+		for cl == nil {
+			var err error
+			cl, _, err = testutil.Connect5(t, testutil.Dial(t, c.mqtt[n]), &paho.Connect{ClientID: fmt.Sprintf("after-kill-%d", n), CleanStart: true})
+			if err != nil {
+				if time.Now().After(deadline) {
+					t.Fatalf("node %d refuses clients 15 s after the kill: %v", n, err)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
 		cl.Pub(t, "t/after-kill", 1, false, "ok")
 	}
 
