@@ -79,7 +79,7 @@ func (s *Server) forward(m *msg, durable bool) error {
 	if s.backplane == nil || !forwardable(m.topic) {
 		return nil
 	}
-	f := Forwarded{Topic: m.topic, QoS: m.qos, Retain: m.retain, Durable: durable, Clear: m.retain && m.plen == 0,
+	f := Forwarded{Topic: m.topic, QoS: m.qos, Retain: m.retain, Durable: durable, Clear: m.retain && len(m.payload()) == 0,
 		Body: store.EncodeMessage(m.record())}
 	if err := s.backplane.Forward(f); err != nil {
 		return fmt.Errorf("%w: %w", ErrClusterUnavailable, err)
@@ -141,7 +141,7 @@ func (s *Server) ApplyRetained(t string, body []byte) error {
 		}
 		m.retain = true
 	} else {
-		m = &msg{topic: t}
+		m = newBody(t, nil)
 	}
 	if topic.ValidName(t) != nil {
 		return fmt.Errorf("retained message: invalid topic %q", t)
@@ -168,9 +168,7 @@ func decodeRemote(body []byte) (*msg, error) {
 		return nil, fmt.Errorf("forwarded message: invalid topic %q or qos %d", r.Topic, r.QoS)
 	}
 	r.ID = 0
-	r.Topic = strings.Clone(r.Topic)
-	r.Payload = append([]byte(nil), r.Payload...)
-	return msgFromRecord(r, 0), nil
+	return msgFromRecord(r, 0), nil // copies topic and payload into one allocation
 }
 
 // setInterest makes the index report the first and last local

@@ -44,10 +44,10 @@ type Server struct {
 	subs     subIndex
 	retained retainedStore
 	clock    *clock
+	trim     memTrimmer // used by the clock's goroutine only
 	// backplane joins a cluster (nil: a single node); set before Start.
 	backplane   Backplane
 	healthParts []healthPart
-	trim        memTrimmer // used by the clock's goroutine only
 
 	mux     *http.ServeMux
 	httpSrv *http.Server

@@ -233,6 +233,30 @@ func TestClusterMessaging(t *testing.T) {
 		quiet5(t, watcher, 200*time.Millisecond, "the will watcher")
 	})
 
+	t.Run("QoS 1 from another node is queued for an offline persistent session", func(t *testing.T) {
+		expiry := uint32(300)
+		connect := func() *testutil.Client5 {
+			c, _, err := testutil.Connect5(t, testutil.Dial(t, n2.Broker.MQTTAddr()), &paho.Connect{ClientID: "offline", CleanStart: false,
+				Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		c := connect()
+		c.Sub(t, "x/queued", 1)
+		clustertest.WaitInterest(t, n1, "x/queued", "n2")
+		_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+		pub := testutil.MustConnect5(t, n1.Broker.MQTTAddr(), "queuepub")
+		for i := range 3 {
+			pub.Pub(t, "x/queued", 1, false, "q"+strconv.Itoa(i))
+		}
+		c = connect()
+		if got := payloads5(t, c, 3); !equal(got, seq("q", 3)) {
+			t.Fatalf("the persistent session on n2 got %v after reconnecting", got)
+		}
+	})
+
 	t.Run("health and metrics report the cluster", func(t *testing.T) {
 		for _, a := range []*app.App{n1, n2} {
 			clustertest.Eventually(t, 10*time.Second, "peers in /healthz", func() bool {
