@@ -15,6 +15,7 @@ import (
 
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/internal/limit"
+	"github.com/sockmq/sockmq/internal/poller"
 )
 
 // Connection states (conn.state).
@@ -98,6 +99,10 @@ type conn struct {
 	ackRoom       *sync.Cond
 
 	detached chan struct{} // closed when the connection is fully cleaned up
+
+	// pl is set when the poller drives the connection (no reader
+	// goroutine); nil when serve runs it.
+	pl *pollIO
 }
 
 // endCause is why a connection ended.
@@ -315,7 +320,12 @@ func (c *conn) closeNet() {
 	c.closed = true
 	c.out = nil
 	c.ackRoom.Broadcast()
+	resume := c.resumeLocked()
 	c.wmu.Unlock()
+	if c.pl != nil {
+		c.closePolled(already, resume)
+		return
+	}
 	if !already {
 		_ = c.nc.Close()
 	}
@@ -377,7 +387,13 @@ func (c *conn) sendQoS0(b []byte, gate uint64) bool {
 // the end of a read batch, coalescing that batch's output).
 func (c *conn) flush() { c.kick() }
 
-// kick starts a writer goroutine unless one is running.
+// kick starts writing unless a writer is running. While a poller handles
+// a read batch, a polled connection is written at the batch's end, on the
+// poller goroutine, without blocking (one writev for everything queued;
+// only what the socket does not take goes to a writer goroutine).
+// Otherwise (an in-process publish, a store commit, a goroutine-served
+// connection) a writer goroutine is started: under a burst it carries many
+// packets per write.
 func (c *conn) kick() {
 	c.wmu.Lock()
 	if c.writing || c.closed || len(c.out) == 0 {
@@ -386,8 +402,11 @@ func (c *conn) kick() {
 	}
 	c.writing = true
 	c.wmu.Unlock()
+	if c.pl != nil && c.pl.flush.later(c) {
+		return // written at the end of the current read batches
+	}
 	c.s.writers.Add(1)
-	go c.writeLoop()
+	go c.writeLoop(nil)
 }
 
 // Committed is called by the store when a batch this connection waits for
@@ -399,79 +418,168 @@ func (c *conn) Committed() {
 	c.kick()
 }
 
-// writeLoop writes queued packets until the queue is empty or held by a
-// gate, then exits.
-func (c *conn) writeLoop() {
-	defer c.s.writers.Done()
-	var bufs net.Buffers
-	for {
-		committed := c.s.committed()
-		c.wmu.Lock()
-		if c.closed {
-			c.writing = false
-			c.wmu.Unlock()
-			return
-		}
-		n, acks, pubacks, zeros, size := 0, 0, 0, 0, 0
-		for n < len(c.out) && c.out[n].gate <= committed && size < 1<<20 {
-			it := c.out[n]
-			bufs = append(bufs, it.b)
-			size += len(it.b)
-			if it.ack {
-				acks++
-				if it.puback {
-					pubacks++
-				}
-			} else if isQoS0Publish(it.b) {
-				zeros++
-			}
-			n++
-		}
-		if n == 0 {
-			var gate uint64
-			if len(c.out) > 0 {
-				gate = c.out[0].gate
-			}
-			c.writing = false
-			register := gate != 0 && c.waitingGate != gate
-			if register {
-				c.waitingGate = gate
-			}
-			closeNow := len(c.out) == 0 && c.closeAfter
-			c.wmu.Unlock()
-			if register && !c.s.store.Wait(gate, c) {
-				c.Committed()
-			}
-			if closeNow {
-				c.finishWriting()
-			}
-			return
-		}
-		c.out = c.out[n:]
-		if len(c.out) == 0 {
-			c.out = nil
-		}
-		c.outBytes -= size
-		c.queued0 -= zeros
-		c.wmu.Unlock()
+// maxIOV bounds the packets of one writev (the kernel's IOV_MAX is 1024).
+const maxIOV = 1024
 
-		_ = c.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
-		_, err := bufs.WriteTo(c.raw)
-		clear(bufs)
-		bufs = bufs[:0]
-		c.s.metrics.bytesOut.Add(uint64(size))
-		if acks > 0 {
-			c.pubacksQueued.Add(int32(-pubacks))
-			c.wmu.Lock()
-			c.pendingAcks -= acks
-			c.ackRoom.Broadcast()
-			c.wmu.Unlock()
+// wbatch is a run of queued packets taken for one write.
+type wbatch struct {
+	bufs          net.Buffers
+	size          int
+	acks, pubacks int
+}
+
+// nextBatch takes the packets that may be written now off the queue (up
+// to a gate the store has not committed). With none it clears writing,
+// registers for the gate or finishes a closing connection, and returns
+// false: the caller stops writing.
+func (c *conn) nextBatch(b *wbatch) bool {
+	committed := c.s.committed()
+	c.wmu.Lock()
+	if c.closed {
+		c.writing = false
+		c.wmu.Unlock()
+		return false
+	}
+	n, zeros := 0, 0
+	for n < len(c.out) && n < maxIOV && c.out[n].gate <= committed && b.size < 1<<20 {
+		it := c.out[n]
+		b.bufs = append(b.bufs, it.b)
+		b.size += len(it.b)
+		if it.ack {
+			b.acks++
+			if it.puback {
+				b.pubacks++
+			}
+		} else if isQoS0Publish(it.b) {
+			zeros++
 		}
+		n++
+	}
+	if n == 0 {
+		var gate uint64
+		if len(c.out) > 0 {
+			gate = c.out[0].gate
+		}
+		c.writing = false
+		register := gate != 0 && c.waitingGate != gate
+		if register {
+			c.waitingGate = gate
+		}
+		closeNow := len(c.out) == 0 && c.closeAfter
+		c.wmu.Unlock()
+		if register && !c.s.store.Wait(gate, c) {
+			c.Committed()
+		}
+		if closeNow {
+			c.finishWriting()
+		}
+		return false
+	}
+	clear(c.out[:n])
+	switch {
+	case n < len(c.out):
+		c.out = c.out[n:]
+	case cap(c.out) <= 8:
+		c.out = c.out[:0] // reused by the next packets
+	default:
+		c.out = nil // a burst's large queue is not kept
+	}
+	c.outBytes -= b.size
+	c.queued0 -= zeros
+	c.wmu.Unlock()
+	return true
+}
+
+// wrote accounts for a batch written (or abandoned after an error).
+func (c *conn) wrote(b *wbatch) {
+	c.s.metrics.bytesOut.Add(uint64(b.size))
+	if b.acks > 0 {
+		c.pubacksQueued.Add(int32(-b.pubacks))
+		c.wmu.Lock()
+		c.pendingAcks -= b.acks
+		c.ackRoom.Broadcast()
+		resume := c.resumeLocked()
+		c.wmu.Unlock()
+		if resume {
+			c.arm()
+		}
+	}
+	clear(b.bufs)
+	b.bufs, b.size, b.acks, b.pubacks = b.bufs[:0], 0, 0, 0
+}
+
+// writeFailed ends the connection after a failed write.
+func (c *conn) writeFailed(err error) {
+	c.end(&endCause{err: err, reason: ReasonWill})
+	c.wmu.Lock()
+	c.writing = false
+	c.wmu.Unlock()
+}
+
+// writeInline writes a polled connection's queue without blocking; a
+// batch the socket does not fully take is finished by a writer goroutine.
+func (c *conn) writeInline() {
+	iov := iovPool.Get().(*net.Buffers)
+	b := wbatch{bufs: (*iov)[:0]}
+	defer func() {
+		clear(b.bufs[:cap(b.bufs)])
+		if cap(b.bufs) <= maxIOV {
+			*iov = b.bufs[:0]
+			iovPool.Put(iov)
+		}
+	}()
+	for c.nextBatch(&b) {
+		n, err := c.pl.io.Writev(b.bufs)
+		if err != nil && !errors.Is(err, poller.ErrWouldBlock) {
+			c.wrote(&b)
+			c.writeFailed(err)
+			return
+		}
+		if n < b.size {
+			rest := &wbatch{bufs: skipBytes(append(net.Buffers(nil), b.bufs...), n), size: b.size, acks: b.acks, pubacks: b.pubacks}
+			c.s.writers.Add(1)
+			go c.writeLoop(rest)
+			return
+		}
+		c.wrote(&b)
+	}
+}
+
+// iovPool holds the packet lists of inline writes (no allocation per
+// write).
+var iovPool = sync.Pool{New: func() any { b := make(net.Buffers, 0, 16); return &b }}
+
+// skipBytes drops the first n bytes of bufs.
+func skipBytes(bufs net.Buffers, n int) net.Buffers {
+	for n > 0 && len(bufs) > 0 {
+		if n < len(bufs[0]) {
+			bufs[0] = bufs[0][n:]
+			break
+		}
+		n -= len(bufs[0])
+		bufs[0] = nil
+		bufs = bufs[1:]
+	}
+	return bufs
+}
+
+// writeLoop writes queued packets until the queue is empty or held by a
+// gate, then exits. first, if not nil, is the unwritten rest of a batch
+// to finish first (its size counts the whole batch).
+func (c *conn) writeLoop(first *wbatch) {
+	defer c.s.writers.Done()
+	var b wbatch
+	if first != nil {
+		b = *first
+	}
+	for first != nil || c.nextBatch(&b) {
+		first = nil
+		_ = c.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
+		bufs := b.bufs
+		_, err := bufs.WriteTo(c.raw)
+		c.wrote(&b)
 		if err != nil {
-			c.end(&endCause{err: err, reason: ReasonWill})
-			c.wmu.Lock()
-			c.writing = false
-			c.wmu.Unlock()
+			c.writeFailed(err)
 			return
 		}
 	}

@@ -10,6 +10,14 @@
 //     them in order; its output is a FIFO of encoded packets, each possibly
 //     held by a store batch ("gate"), written by a writer goroutine that
 //     exists only while something can be written.
+//   - conn_poll.go, listener_tcp.go: plain-TCP connections (Linux) have no
+//     reader goroutine: internal/poller calls them when their socket is
+//     readable, they handle what arrived on the poller's goroutine (only
+//     CONNECT, which may wait, moves to a short-lived goroutine), write
+//     their output at once with one non-blocking writev (a writer goroutine
+//     takes over only what the socket did not accept), and re-arm, or
+//     pause reading while too many acknowledgements wait for the store.
+//     TLS and WebSocket connections keep a reader goroutine each.
 //   - connect.go, session.go: CONNECT, authentication, client-id ownership,
 //     takeover, and the session: subscriptions, the queue of QoS 1/2
 //     messages with their packet ids and states, inbound QoS 2 ids.

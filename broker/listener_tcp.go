@@ -7,15 +7,27 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/sockmq/sockmq/internal/poller"
 )
 
-// tcpListener accepts MQTT connections over TCP, optionally TLS.
+// pollReadSize is each poller goroutine's read buffer: connections read
+// into it and keep only an incomplete packet's bytes.
+const pollReadSize = 64 << 10
+
+// tcpListener accepts MQTT connections over TCP, optionally TLS. Plain TCP
+// connections are driven by a poller (Linux: no goroutine per idle
+// connection); TLS connections, and every connection where the poller is
+// unavailable, run a reader goroutine each.
 type tcpListener struct {
 	s    *Server
 	id   string
 	ln   net.Listener
-	once sync.Once
-	done chan struct{}
+	poll *poller.Group // nil: a goroutine per connection
+	// flush coalesces the writes of the poller's connections per batch.
+	flush flusher
+	once  sync.Once
+	done  chan struct{}
 }
 
 func listenTCP(s *Server, id, address string, tc *tls.Config) (*tcpListener, error) {
@@ -26,10 +38,15 @@ func listenTCP(s *Server, id, address string, tc *tls.Config) (*tcpListener, err
 	// The connection gate comes before TLS, so that a refused client costs
 	// no more than its handshake answered with "server busy".
 	ln = s.gate.listener(ln, false, answerMQTTBusy(tc, s.refusedBusy))
+	l := &tcpListener{s: s, id: id, ln: ln, done: make(chan struct{})}
 	if tc != nil {
-		ln = tls.NewListener(ln, tc)
+		l.ln = tls.NewListener(ln, tc)
+	} else if g, err := poller.New(0, pollReadSize); err == nil {
+		l.poll = g
+	} else if !errors.Is(err, poller.ErrUnsupported) {
+		s.log.Warn("no poller: MQTT connections get a goroutine each", "listener", id, "error", err)
 	}
-	return &tcpListener{s: s, id: id, ln: ln, done: make(chan struct{})}, nil
+	return l, nil
 }
 
 func (l *tcpListener) addr() string { return l.ln.Addr().String() }
@@ -51,6 +68,9 @@ func (l *tcpListener) serve() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		if l.poll != nil && l.s.servePolled(l.poll, &l.flush, nc, l.id) {
+			continue
+		}
 		go l.s.serveConn(nc, l.id)
 	}
 }
@@ -58,4 +78,11 @@ func (l *tcpListener) serve() {
 // close stops accepting (established connections are ended by Shutdown).
 func (l *tcpListener) close() {
 	l.once.Do(func() { _ = l.ln.Close() })
+}
+
+// closePoller stops the poller once every connection has ended.
+func (l *tcpListener) closePoller() {
+	if l != nil && l.poll != nil {
+		l.poll.Close()
+	}
 }

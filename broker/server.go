@@ -187,6 +187,7 @@ func (s *Server) Start() (err error) {
 	defer func() {
 		if err != nil {
 			s.closeListeners()
+			s.tcp.closePoller()
 		}
 	}()
 	if l.MQTT.Address != "" {
@@ -312,6 +313,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			s.gate.closeRefusals()
 			s.connWG.Wait()
+			s.tcp.closePoller()
 			s.writers.Wait()
 			s.clock.close()
 			if s.store != nil {

@@ -5,9 +5,12 @@ package poller
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +45,16 @@ type poller struct {
 	epfd int
 	wake int // eventfd that ends the loop
 	buf  []byte
+	// ep is epfd wrapped for Go's network poller: the loop parks its
+	// goroutine there (no OS thread blocked in epoll_wait) and asks for
+	// events with a zero timeout once the epoll descriptor is readable.
+	// nil when the runtime could not register it (then epoll_wait blocks).
+	ep   *os.File
+	eprc syscall.RawConn
+	// The loop's events buffer and its RawConn read function (collect,
+	// bound once).
+	evs       []unix.EpollEvent
+	collectFn func(uintptr) bool
 
 	mu      sync.Mutex
 	watches map[uint64]*Watch
@@ -101,7 +114,44 @@ func newPoller(g *Group, bufSize int) (*poller, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	return &poller{g: g, epfd: epfd, wake: wake, buf: make([]byte, bufSize), watches: make(map[uint64]*Watch)}, nil
+	p := &poller{g: g, epfd: epfd, wake: wake, buf: make([]byte, bufSize), watches: make(map[uint64]*Watch)}
+	p.intoNetpoller()
+	return p, nil
+}
+
+// intoNetpoller hands the epoll descriptor to Go's network poller (an
+// epoll descriptor is itself pollable): waiting for events then parks the
+// poller goroutine like any network read instead of holding an OS thread
+// in epoll_wait, which saves a thread hand-off per wake-up. On failure the
+// loop keeps blocking in epoll_wait.
+func (p *poller) intoNetpoller() {
+	dup, err := unix.Dup(p.epfd)
+	if err != nil {
+		return
+	}
+	unix.CloseOnExec(dup)
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return
+	}
+	f := os.NewFile(uintptr(dup), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return
+	}
+	// Probe: a descriptor the runtime could not register reports an
+	// error from a read that has to wait; a registered one parks. The
+	// deadline ends the probe at once either way.
+	_ = f.SetReadDeadline(aLongTimeAgo)
+	perr := rc.Read(func(uintptr) bool { return false })
+	_ = f.SetReadDeadline(noDeadline)
+	if !errors.Is(perr, os.ErrDeadlineExceeded) {
+		f.Close()
+		return
+	}
+	p.ep, p.eprc = f, rc
+	p.collectFn = p.collect
 }
 
 // epoll_event's data is a union; golang.org/x/sys lays it out as Fd and
@@ -191,45 +241,86 @@ func (g *Group) Watched() int {
 func (p *poller) run() {
 	defer p.g.wg.Done()
 	events := make([]unix.EpollEvent, 256)
+	if p.eprc != nil {
+		// One RawConn read for the poller's whole life: collect handles
+		// the events itself and only returns to stop.
+		p.evs = events
+		_ = p.eprc.Read(p.collectFn)
+		return
+	}
 	for {
 		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || p.dispatch(events[:n]) {
 			return
 		}
-		for i := 0; i < n; i++ {
-			ev := &events[i]
-			tok := token(ev)
-			if tok == wakeToken {
-				return
-			}
-			p.mu.Lock()
-			w := p.watches[tok]
-			p.mu.Unlock()
-			if w == nil {
-				continue // closed meanwhile
-			}
-			// Taking the watch's lock orders this event after the Arm that
-			// asked for it (the kernel's ordering is invisible to Go's
-			// memory model) and skips watches closed meanwhile.
-			w.mu.Lock()
-			off := w.off
-			w.mu.Unlock()
-			if off {
-				continue
-			}
-			var what int
-			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				what |= Readable
-			}
-			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				what |= Writable
-			}
-			w.fn(what, p.buf)
+	}
+}
+
+// collect is the loop when the epoll descriptor is in Go's network
+// poller, run as its RawConn read function (bound once: no allocation per
+// wait). It takes ready events without waiting and handles them; it
+// returns false to park until the epoll descriptor is readable, and true
+// only when the poller stops. A batch that did not fill the events buffer
+// emptied the ready list, so it parks at once instead of asking again:
+// anything that got ready since then marked the descriptor readable (the
+// read is not re-prepared between calls, so that mark is kept).
+func (p *poller) collect(uintptr) bool {
+	for {
+		n, err := unix.EpollWait(p.epfd, p.evs, 0)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return true
+		case n == 0:
+			return false
+		}
+		if p.dispatch(p.evs[:n]) {
+			return true
+		}
+		if n < len(p.evs) {
+			return false
 		}
 	}
+}
+
+// dispatch calls the handlers of events; it reports whether the poller
+// must stop (its eventfd fired).
+func (p *poller) dispatch(events []unix.EpollEvent) bool {
+	for i := range events {
+		ev := &events[i]
+		tok := token(ev)
+		if tok == wakeToken {
+			return true
+		}
+		p.mu.Lock()
+		w := p.watches[tok]
+		p.mu.Unlock()
+		if w == nil {
+			continue // closed meanwhile
+		}
+		// Taking the watch's lock orders this event after the Arm that
+		// asked for it (the kernel's ordering is invisible to Go's
+		// memory model) and skips watches closed meanwhile.
+		w.mu.Lock()
+		off := w.off
+		w.mu.Unlock()
+		if off {
+			continue
+		}
+		var what int
+		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			what |= Readable
+		}
+		if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			what |= Writable
+		}
+		w.fn(what, p.buf)
+	}
+	return false
 }
 
 // Close stops every poller and waits for them. Watches are not closed
@@ -245,8 +336,16 @@ func (g *Group) Close() {
 		}
 		g.wg.Wait()
 		for _, p := range g.pollers {
+			if p.ep != nil {
+				p.ep.Close()
+			}
 			unix.Close(p.epfd)
 			unix.Close(p.wake)
 		}
 	})
 }
+
+var (
+	aLongTimeAgo = time.Unix(1, 0)
+	noDeadline   time.Time
+)

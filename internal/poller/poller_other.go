@@ -16,10 +16,6 @@ const (
 // Handler is called when a socket is ready (see the Linux implementation).
 type Handler func(events int, buf []byte)
 
-// ErrUnsupported is returned by New outside Linux: callers fall back to a
-// goroutine per connection.
-var ErrUnsupported = errors.New("poller: epoll is only available on Linux")
-
 // ErrWouldBlock is returned by Socket reads and writes that would block.
 var ErrWouldBlock = errors.New("poller: operation would block")
 

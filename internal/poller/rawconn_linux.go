@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,17 +48,54 @@ func (c *ConnIO) Fd() int { return c.fd }
 // Conn returns the wrapped connection.
 func (c *ConnIO) Conn() net.Conn { return c.c }
 
+// ioOp carries one Read or Writev through RawConn.Control without a
+// closure allocated per call: ops are pooled with their functions bound.
+type ioOp struct {
+	p      []byte
+	bufs   [][]byte
+	n      int
+	err    error
+	read   func(fd uintptr)
+	writev func(fd uintptr)
+}
+
+var ioOps = sync.Pool{New: func() any {
+	o := &ioOp{}
+	o.read, o.writev = o.doRead, o.doWritev
+	return o
+}}
+
+func (o *ioOp) doRead(fd uintptr) {
+	for {
+		o.n, o.err = unix.Read(int(fd), o.p)
+		if !errors.Is(o.err, unix.EINTR) {
+			return
+		}
+	}
+}
+
+func (o *ioOp) doWritev(fd uintptr) {
+	for {
+		o.n, o.err = unix.Writev(int(fd), o.bufs)
+		if !errors.Is(o.err, unix.EINTR) {
+			return
+		}
+	}
+}
+
+func (o *ioOp) release() {
+	o.p, o.bufs, o.n, o.err = nil, nil, 0, nil
+	ioOps.Put(o)
+}
+
 // Read reads what is available: ErrWouldBlock when nothing is, an error
 // wrapping io.EOF when the peer has closed.
-func (c *ConnIO) Read(p []byte) (n int, err error) {
-	cerr := c.rc.Control(func(fd uintptr) {
-		for {
-			n, err = unix.Read(int(fd), p)
-			if !errors.Is(err, unix.EINTR) {
-				return
-			}
-		}
-	})
+func (c *ConnIO) Read(p []byte) (int, error) {
+	o := ioOps.Get().(*ioOp)
+	defer o.release()
+	o.p = p
+	cerr := c.rc.Control(o.read)
+	n, err := o.n, o.err
 	switch {
 	case cerr != nil:
 		return 0, net.ErrClosed
@@ -73,15 +111,12 @@ func (c *ConnIO) Read(p []byte) (n int, err error) {
 
 // Writev writes as much of bufs as the socket takes now; ErrWouldBlock
 // when it took nothing.
-func (c *ConnIO) Writev(bufs [][]byte) (n int, err error) {
-	cerr := c.rc.Control(func(fd uintptr) {
-		for {
-			n, err = unix.Writev(int(fd), bufs)
-			if !errors.Is(err, unix.EINTR) {
-				return
-			}
-		}
-	})
+func (c *ConnIO) Writev(bufs [][]byte) (int, error) {
+	o := ioOps.Get().(*ioOp)
+	defer o.release()
+	o.bufs = bufs
+	cerr := c.rc.Control(o.writev)
+	n, err := o.n, o.err
 	switch {
 	case cerr != nil:
 		return 0, net.ErrClosed

@@ -1,0 +1,68 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// flusher coalesces the writes of polled connections per read batch:
+// while any poller handles a batch, a connection with new output (the
+// publisher's acknowledgements, every subscriber a publish reached) is
+// noted instead of written, and the batch's end writes each noted
+// connection once, with one writev for everything it got. Outside batches
+// (an in-process publish, a store commit) writes happen at once.
+type flusher struct {
+	active  atomic.Int32 // batches in progress
+	mu      sync.Mutex
+	pending []*conn
+	spare   []*conn
+}
+
+// begin marks the start of a read batch.
+func (f *flusher) begin() { f.active.Add(1) }
+
+// end marks the end of a read batch and writes what is pending.
+func (f *flusher) end() {
+	f.active.Add(-1)
+	f.drain()
+}
+
+// later notes c (whose writing flag the caller set) for the end of the
+// current batches; false when no batch is in progress (write now).
+func (f *flusher) later(c *conn) bool {
+	if f.active.Load() == 0 {
+		return false
+	}
+	f.mu.Lock()
+	f.pending = append(f.pending, c)
+	f.mu.Unlock()
+	// A batch that ended between the check and the append may have
+	// drained before c was noted: then nobody else will write it.
+	if f.active.Load() == 0 {
+		f.drain()
+	}
+	return true
+}
+
+// drain writes every noted connection.
+func (f *flusher) drain() {
+	for {
+		f.mu.Lock()
+		p := f.pending
+		if len(p) == 0 {
+			f.mu.Unlock()
+			return
+		}
+		f.pending, f.spare = f.spare[:0], nil
+		f.mu.Unlock()
+		for i, c := range p {
+			c.writeInline()
+			p[i] = nil
+		}
+		f.mu.Lock()
+		if f.spare == nil && cap(p) <= 4096 {
+			f.spare = p[:0]
+		}
+		f.mu.Unlock()
+	}
+}
