@@ -68,6 +68,9 @@ type ClientIDGrant struct {
 	Epoch uint64
 	// Takeover says a live connection on another node is being replaced.
 	Takeover bool
+	// PrevNode is the live node that owned the client id before (set with
+	// Takeover): a persistent session is fetched from it.
+	PrevNode string
 }
 
 // clusterState is the broker's side of ClusterSessions: the epoch of each
@@ -77,12 +80,15 @@ type clusterState struct {
 
 	mu     sync.Mutex
 	epochs map[string]*claimState
+
+	ho handoverState // sessions waiting to be fetched (session_export.go)
 }
 
 type claimState struct {
 	epoch    uint64
 	claiming bool   // a claim is in flight
 	seen     uint64 // newest foreign epoch seen while claiming
+	prevNode string // the live node the id was claimed from (hand-over)
 }
 
 // SetClusterSessions makes the broker check client ids and wills with a
@@ -132,6 +138,10 @@ func (s *Server) endMoved(clientID string) {
 		oc.disconnect(&endCause{err: packets.ErrSessionTakenOver, reason: ReasonMoved, code: packets.ErrSessionTakenOver.Code})
 		return
 	}
+	if s.parkMoved(sess) {
+		s.log.Info("client reconnected on another node: its offline session waits here to be handed over", "client", clientID)
+		return
+	}
 	s.log.Info("client reconnected on another node: its offline session here ends", "client", clientID)
 	s.endSession(sess)
 	s.clusterClearWill(clientID) // a delayed will pending here is cancelled
@@ -179,6 +189,10 @@ func (s *Server) clusterClaim(c *conn, persistent bool, will *pendingWill) (*pac
 		return &code, err
 	}
 	st.epoch = g.Epoch
+	st.prevNode = ""
+	if g.Takeover {
+		st.prevNode = g.PrevNode
+	}
 	newer := st.seen > g.Epoch
 	st.seen = 0
 	cl.mu.Unlock()

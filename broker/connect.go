@@ -255,6 +255,7 @@ func (c *conn) handleConnect(fh packets.FixedHeader, body []byte) error {
 		}
 		return c.refuse(*code, "client id ownership could not be checked in the cluster", "error", err)
 	}
+	moved := s.handoverFetch(c, pk.Connect.Clean) // nil unless the session comes from another node
 	sess, present, code := s.attach(c, pk.Connect.Clean, expiry, will)
 	if code != nil {
 		if *code == packets.ErrNotAuthorized {
@@ -263,6 +264,13 @@ func (c *conn) handleConnect(fh packets.FixedHeader, body []byte) error {
 			return c.refuseQuiet(*code)
 		}
 		return c.refuse(*code, "the previous connection of this client id did not end")
+	}
+
+	if s.cluster != nil {
+		s.unparkOnAttach(sess)
+		if moved != nil && !present {
+			present = s.handoverImport(sess, c, moved)
+		}
 	}
 
 	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: c.version, SessionPresent: present}

@@ -114,6 +114,8 @@ func (c *conn) cleanup() {
 		s.publishWill(sess.id, sess.owner, will)
 	}
 	switch {
+	case ends && cause.reason == ReasonMoved && s.parkMoved(sess):
+		// kept for the node the client moved to (session_export.go)
 	case ends:
 		s.endSession(sess)
 	default:

@@ -46,7 +46,7 @@ func (cs clusterSessions) ClaimClientID(ctx context.Context, c broker.ClientIDCl
 	if errors.Is(err, control.ErrOwnedByOther) {
 		return broker.ClientIDGrant{}, fmt.Errorf("%w: %w", broker.ErrClientIDOwnedElsewhere, err)
 	}
-	return broker.ClientIDGrant{Epoch: g.Epoch, Takeover: g.Takeover}, err
+	return broker.ClientIDGrant{Epoch: g.Epoch, Takeover: g.Takeover, PrevNode: g.PrevNode}, err
 }
 
 func (cs clusterSessions) ReleaseClientID(id string, epoch uint64) { cs.c.Release(id, epoch) }
@@ -115,6 +115,9 @@ func (a *App) newControl(cfg config.File, d controlDeps) (*control.Controller, e
 		return nil, err
 	}
 	b.SetClusterSessions(clusterSessions{ctl})
+	if err := wireHandover(b, ctl); err != nil {
+		return nil, err
+	}
 	b.AddHealth("cluster_control", func() (any, bool) { return ctl.Health(), true })
 	return ctl, nil
 }
