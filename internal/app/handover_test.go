@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/internal/app"
@@ -55,6 +56,14 @@ func TestClusterSessionHandover(t *testing.T) {
 	pub := testutil.MustConnect5(t, n1.Broker.MQTTAddr(), "pub1")
 	for i := range 5 {
 		pub.Pub(t, "ho/t", 1, false, fmt.Sprintf("m%d", i))
+	}
+
+	// Only the node holding the current claim may fetch the session.
+	if _, err := n2.Control.FetchSession(context.Background(), "mover", 1, "n1"); err == nil {
+		t.Fatal("n2 fetched the session of a client id it does not own")
+	}
+	if !n1.Broker.HasSession("mover") {
+		t.Fatal("a refused fetch dropped the session on n1")
 	}
 
 	moved, present := connectPersistent(t, n2.Broker.MQTTAddr(), "mover")
@@ -129,5 +138,96 @@ func stopNode(t *testing.T, a *app.App) {
 	defer cancel()
 	if err := a.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// QoS 2 state moves with the session: a message whose PUBREC the client
+// sent is completed with PUBREL on the new node (not sent again), one it
+// had not acknowledged is sent again with the same packet id and DUP, and
+// an inbound QoS 2 publish awaiting PUBREL is completed there.
+func TestClusterSessionHandoverQoS2(t *testing.T) {
+	s := startJetStream(t)
+	n1 := startNode(t, s, "n1", nil)
+	n2 := startNode(t, s, "n2", nil)
+	testutil.WaitFor(t, 5*time.Second, func() bool { return n2.Control.Alive("n1") }, "n2 sees n1")
+
+	c := testutil.DialRaw(t, n1.Broker.MQTTAddr(), 5)
+	if ack := c.Connect("q2", false, 300); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK on n1: %#x", ack.ReasonCode)
+	}
+	c.Subscribe(1, "q2/t", 2)
+	pub := testutil.MustConnect5(t, n1.Broker.MQTTAddr(), "pub1")
+	pub.Pub(t, "q2/t", 2, false, "a")
+	pub.Pub(t, "q2/t", 2, false, "b")
+	pa, _ := c.Expect(packets.Publish, 5*time.Second)
+	pb, _ := c.Expect(packets.Publish, 5*time.Second)
+	if string(pa.Payload) != "a" || string(pb.Payload) != "b" {
+		t.Fatalf("on n1: got %q, %q", pa.Payload, pb.Payload)
+	}
+	c.Ack(packets.Pubrec, pa.PacketID)
+	if rel, _ := c.Expect(packets.Pubrel, 5*time.Second); rel.PacketID != pa.PacketID {
+		t.Fatalf("PUBREL %d, want %d", rel.PacketID, pa.PacketID)
+	}
+	c.Publish(7, "other/x", 2, false, false, "in")
+	if rec, _ := c.Expect(packets.Pubrec, 5*time.Second); rec.PacketID != 7 {
+		t.Fatalf("PUBREC %d, want 7", rec.PacketID)
+	}
+	c.Close()
+	testutil.WaitFor(t, 5*time.Second, func() bool { return !n1.Broker.Connected("q2") }, "q2 offline on n1")
+
+	d := testutil.DialRaw(t, n2.Broker.MQTTAddr(), 5)
+	if ack := d.Connect("q2", false, 300); ack.ReasonCode != 0 || !ack.SessionPresent {
+		t.Fatalf("CONNACK on n2: code %#x present %v, want 0 and present", ack.ReasonCode, ack.SessionPresent)
+	}
+	first, second := d.Next(5*time.Second), d.Next(5*time.Second)
+	if first.FixedHeader.Type != packets.Pubrel || first.PacketID != pa.PacketID {
+		t.Fatalf("first packet on n2: %s %d, want PUBREL %d", packets.PacketNames[first.FixedHeader.Type], first.PacketID, pa.PacketID)
+	}
+	if second.FixedHeader.Type != packets.Publish || second.PacketID != pb.PacketID || !second.FixedHeader.Dup || string(second.Payload) != "b" {
+		t.Fatalf("second packet on n2: %s id %d dup %v %q, want PUBLISH %d dup \"b\"",
+			packets.PacketNames[second.FixedHeader.Type], second.PacketID, second.FixedHeader.Dup, second.Payload, pb.PacketID)
+	}
+	d.Ack(packets.Pubcomp, pa.PacketID)
+	d.Ack(packets.Pubrec, pb.PacketID)
+	if rel, _ := d.Expect(packets.Pubrel, 5*time.Second); rel.PacketID != pb.PacketID {
+		t.Fatalf("PUBREL %d, want %d", rel.PacketID, pb.PacketID)
+	}
+	d.Ack(packets.Pubcomp, pb.PacketID)
+	d.Ack(packets.Pubrel, 7)
+	if comp, _ := d.Expect(packets.Pubcomp, 5*time.Second); comp.PacketID != 7 || comp.ReasonCode != 0 {
+		t.Fatalf("PUBCOMP %d reason %#x, want 7 and success (inbound QoS 2 id handed over)", comp.PacketID, comp.ReasonCode)
+	}
+	if pk, err := d.TryNext(300 * time.Millisecond); err == nil {
+		t.Fatalf("unexpected %s %q after completing both messages (duplicate?)", packets.PacketNames[pk.FixedHeader.Type], pk.Payload)
+	}
+}
+
+// A client still connected on the old node that connects to another node
+// keeps its session: the old connection ends with 0x8E and the
+// subscription works on the new node.
+func TestClusterSessionHandoverLiveConnection(t *testing.T) {
+	s := startJetStream(t)
+	n1 := startNode(t, s, "n1", nil)
+	n2 := startNode(t, s, "n2", nil)
+	testutil.WaitFor(t, 5*time.Second, func() bool { return n2.Control.Alive("n1") }, "n2 sees n1")
+
+	old, _ := connectPersistent(t, n1.Broker.MQTTAddr(), "live")
+	old.Sub(t, "live/t", 1)
+	cur, present := connectPersistent(t, n2.Broker.MQTTAddr(), "live")
+	if !present {
+		t.Fatal("takeover on n2 of a live session on n1: SessionPresent=false, want true")
+	}
+	select {
+	case d := <-old.Disconnected:
+		if d.ReasonCode != 0x8E {
+			t.Fatalf("old connection: DISCONNECT %#x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("old connection on n1 not ended")
+	}
+	pub := testutil.MustConnect5(t, n2.Broker.MQTTAddr(), "pub2")
+	pub.Pub(t, "live/t", 1, false, "here")
+	if m := cur.Next(t); string(m.Payload) != "here" {
+		t.Fatalf("got %q, want \"here\"", m.Payload)
 	}
 }
