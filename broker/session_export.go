@@ -202,7 +202,7 @@ func (s *Server) ExportSession(clientID string, epoch uint64, maxBytes int) ([]b
 		for _, u := range r.User {
 			n += 2 * (len(u.Key) + len(u.Value))
 		}
-		if len(ex.Out) >= limit || size+n > maxBytes {
+		if ex.Truncated > 0 || len(ex.Out) >= limit || size+n > maxBytes {
 			ex.Truncated++
 			return
 		}

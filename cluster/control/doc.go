@@ -12,11 +12,19 @@
 // once even if two nodes (or the restarted node itself) try at the same
 // time.
 //
+// ServeHandover answers requests for the persistent sessions of clients
+// that moved to another node (core NATS request/reply on the node's
+// hand-over subject); FetchSession and ConfirmSession are the claiming
+// node's side. Only the node named by the ownership record, with its
+// current revision as epoch, gets an answer.
+//
 // # Concurrency
 //
 // All exported methods of Controller and Revocations are safe for
-// concurrent use. Claim, ClaimWill and Release make blocking JetStream
-// calls bounded by Config.Timeout. Hooks run on the controller's own
+// concurrent use. Claim, ClaimWill, Release, FetchSession and
+// ConfirmSession make blocking NATS calls bounded by Config.Timeout;
+// hand-over requests are served one at a time on the NATS connection's
+// callback goroutine. Hooks run on the controller's own
 // goroutines (one watcher per bucket, one heartbeat/reaper loop) and must
 // not block for long. Start launches those goroutines; Shutdown stops them
 // and may be called any number of times.
