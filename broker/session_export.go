@@ -102,7 +102,11 @@ func (s *Server) parkMoved(sess *session) bool {
 	}
 	ho.parked[sess.id] = sess
 	ho.mu.Unlock()
-	time.AfterFunc(handoverGrace, func() { s.dropParked(sess.id, sess) })
+	time.AfterFunc(handoverGrace, func() {
+		if s.running.Load() { // after a shutdown, a restart drops it (DropMovedSessions)
+			s.dropParked(sess.id, sess)
+		}
+	})
 	return true
 }
 

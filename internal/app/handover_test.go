@@ -231,3 +231,35 @@ func TestClusterSessionHandoverLiveConnection(t *testing.T) {
 		t.Fatalf("got %q, want \"here\"", m.Payload)
 	}
 }
+
+// Handed-over messages count against the new node's limits: with
+// limits.max_inflight 3 there, the oldest three arrive and the rest are
+// dropped as for any full queue.
+func TestClusterSessionHandoverQueueLimit(t *testing.T) {
+	s := startJetStream(t)
+	n1 := startNode(t, s, "n1", nil)
+	n2 := startNode(t, s, "n2", func(c *config.File) { c.Limits.MaxInflight = 3 })
+	testutil.WaitFor(t, 5*time.Second, func() bool { return n2.Control.Alive("n1") }, "n2 sees n1")
+
+	sub, _ := connectPersistent(t, n1.Broker.MQTTAddr(), "lim")
+	sub.Sub(t, "lim/t", 1)
+	disconnect(t, sub)
+	pub := testutil.MustConnect5(t, n1.Broker.MQTTAddr(), "pub1")
+	for i := range 5 {
+		pub.Pub(t, "lim/t", 1, false, fmt.Sprintf("m%d", i))
+	}
+	moved, present := connectPersistent(t, n2.Broker.MQTTAddr(), "lim")
+	if !present {
+		t.Fatal("SessionPresent=false, want true")
+	}
+	for i := range 3 {
+		if m := moved.Next(t); string(m.Payload) != fmt.Sprintf("m%d", i) {
+			t.Fatalf("message %d: %q", i, m.Payload)
+		}
+	}
+	select {
+	case m := <-moved.Msgs:
+		t.Fatalf("message %q beyond n2's limits.max_inflight of 3", m.Payload)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
