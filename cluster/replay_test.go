@@ -1,12 +1,16 @@
 package cluster_test
 
 import (
+	"io"
+	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/sockmq/sockmq/cluster"
 	"github.com/sockmq/sockmq/cluster/clustertest"
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/internal/app"
@@ -86,4 +90,111 @@ func restart(t *testing.T, cfg config.File) *app.App {
 	}
 	t.Cleanup(func() { clustertest.StopApp(t, a) })
 	return a
+}
+
+// TestClusterReplayAfterCut: n2 reaches NATS through a link that is cut
+// while n1 publishes acknowledged QoS 1 messages; once the link is back,
+// n2's subscriber receives them all, in order.
+func TestClusterReplayAfterCut(t *testing.T) {
+	ns := runNATS(t, -1, t.TempDir())
+	link := newLink(t, ns.Addr().String())
+	cfgs := clustertest.AppConfigs(t, 2)
+	for i, url := range []string{ns.ClientURL(), "nats://" + link.addr()} {
+		cfgs[i].Cluster = &cluster.Config{Name: "cut", Node: cfgs[i].Cluster.Node, NATS: &cluster.NATS{URLs: []string{url}},
+			StartTimeout: 20 * time.Second, PublishTimeout: 2 * time.Second}
+	}
+	apps := clustertest.StartApps(t, cfgs)
+	sub := testutil.MustConnect5(t, apps[1].Broker.MQTTAddr(), "cutsub")
+	sub.Sub(t, "x/cut/#", 1)
+	pub := testutil.MustConnect5(t, apps[0].Broker.MQTTAddr(), "cutpub")
+	pub.Pub(t, "x/cut/a", 1, false, "before")
+	if m := sub.Next(t); string(m.Payload) != "before" {
+		t.Fatalf("before the cut n2 got %q", m.Payload)
+	}
+
+	link.cut(true)
+	clustertest.Eventually(t, 15*time.Second, "n2 to see NATS unreachable", func() bool {
+		ok, _ := apps[1].Cluster.Healthy()
+		return !ok
+	})
+	const n = 20
+	for i := range n {
+		if r := pub.Pub(t, "x/cut/a", 1, false, "m"+strconv.Itoa(i)); r == nil || r.ReasonCode >= 0x80 {
+			t.Fatalf("publish %d on n1 during the cut not acknowledged: %+v", i, r)
+		}
+	}
+	quiet5(t, sub, 200*time.Millisecond, "n2's subscriber during the cut")
+	link.cut(false)
+	if got := payloads5(t, sub, n); !equal(got, seq("m", n)) {
+		t.Fatalf("after the link came back n2's subscriber got %v", got)
+	}
+	quiet5(t, sub, 300*time.Millisecond, "n2's subscriber after the cut")
+}
+
+// link is a TCP relay to a NATS server that can be cut (every relayed
+// connection closed, new ones refused) and restored.
+type link struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+}
+
+func newLink(t *testing.T, target string) *link {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &link{ln: ln, target: target}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go l.relay(c)
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-done; l.cut(true) })
+	return l
+}
+
+func (l *link) addr() string { return l.ln.Addr().String() }
+
+func (l *link) relay(c net.Conn) {
+	l.mu.Lock()
+	if l.down {
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	s, err := net.Dial("tcp", l.target)
+	if err != nil {
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	l.conns = append(l.conns, c, s)
+	l.mu.Unlock()
+	go func() { _, _ = io.Copy(s, c); _ = s.Close() }()
+	_, _ = io.Copy(c, s)
+	_ = c.Close()
+}
+
+// cut closes every relayed connection and refuses new ones (down), or
+// accepts them again.
+func (l *link) cut(down bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.down = down
+	if down {
+		for _, c := range l.conns {
+			_ = c.Close()
+		}
+		l.conns = nil
+	}
 }
