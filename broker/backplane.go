@@ -176,6 +176,21 @@ func (s *Server) ApplyRetained(t string, body []byte) error {
 	return nil
 }
 
+// CatchingUp is implemented by a Backplane that keeps messages for this
+// node while it is down: Start calls CatchUp once the restored sessions
+// are back and before the listeners accept clients, so that what arrived
+// while the node was away reaches the sessions that were there, not
+// clients that subscribe after the restart. CatchUp bounds its own wait.
+type CatchingUp interface {
+	CatchUp()
+}
+
+func (s *Server) catchUp() {
+	if c, ok := s.backplane.(CatchingUp); ok {
+		c.CatchUp()
+	}
+}
+
 // syncRetained waits for the cluster's retained state before retained
 // messages are sent to a new subscription.
 func (s *Server) syncRetained() {

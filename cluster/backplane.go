@@ -73,6 +73,7 @@ type Backplane struct {
 	loaded   chan struct{} // closed when the initial retained state is applied
 	watcher  jetstream.KeyWatcher
 	replay   jetstream.MessagesContext // the node's durable consumer of QoS 1/2 messages
+	consumer jetstream.Consumer
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closeOne sync.Once
@@ -84,7 +85,10 @@ type Backplane struct {
 
 type interestKey struct{ filter, group string }
 
-var _ broker.Backplane = (*Backplane)(nil)
+var (
+	_ broker.Backplane  = (*Backplane)(nil)
+	_ broker.CatchingUp = (*Backplane)(nil)
+)
 
 // inBuffer is how many messages from other nodes may wait for the broker;
 // beyond it NATS drops them (counted as slow-consumer errors).

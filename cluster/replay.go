@@ -56,7 +56,7 @@ func (b *Backplane) startReplay(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: consume %s: %w", cfg.Durable, err)
 	}
-	b.replay = it
+	b.replay, b.consumer = it, cons
 	b.wg.Add(1)
 	go b.consume(it)
 	return nil
@@ -120,6 +120,30 @@ func (b *Backplane) consume(it jetstream.MessagesContext) {
 		}
 		if err != nil {
 			b.log.Warn("message from another node not delivered", "subject", m.Subject(), "error", err)
+		}
+	}
+}
+
+// CatchUp implements broker.CatchingUp: it waits, up to
+// cluster.start_timeout, until this node's durable consumer has nothing
+// left to deliver or acknowledge (the messages kept while the node was
+// away are stored here). Without NATS it returns at once.
+func (b *Backplane) CatchUp() {
+	if b.consumer == nil || !b.pub.IsConnected() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.StartTimeout)
+	defer cancel()
+	for {
+		info, err := b.consumer.Info(ctx)
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			b.log.Warn("messages kept while this node was away not all delivered before clients were accepted", "error", err)
+			return
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
