@@ -68,6 +68,7 @@ type Server struct {
 	shutdownOnce sync.Once
 	stopped      chan struct{}
 	restored     *store.Snapshot
+	cluster      *clusterState // nil without a cluster (cluster_session.go)
 	// restoredExpiry lists restored queued messages that expire, for Start.
 	restoredExpiry []queuedExpiry
 }

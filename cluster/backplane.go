@@ -302,11 +302,17 @@ func (b *Backplane) Forward(f broker.Forwarded) error {
 	}
 }
 
-// retainedInCluster: $SYS and $presence retained messages describe one
-// node and are not shared through the bucket.
+// retainedInCluster: $SYS retained messages describe one node and are not
+// shared through the bucket. Presence documents ($presence/clients/<id>)
+// are: each carries its node, and the cluster's reaper clears those of a
+// dead node (cluster/control), so $presence/clients/+ lists every node's
+// sessions.
 func retainedInCluster(t string) bool {
-	first, _, _ := strings.Cut(t, "/")
-	return first != "$SYS" && first != "$presence" && first != "$sockmq"
+	first, rest, _ := strings.Cut(t, "/")
+	if first == "$presence" {
+		return strings.HasPrefix(rest, "clients/")
+	}
+	return first != "$SYS" && first != "$sockmq"
 }
 
 func (b *Backplane) putRetained(ctx context.Context, f broker.Forwarded) error {

@@ -36,6 +36,10 @@ type Config struct {
 	// MessageMaxAge is how long QoS 1/2 messages are kept in the cluster's
 	// message stream. Default 1h.
 	MessageMaxAge time.Duration `yaml:"message_max_age"`
+	// NodeTTL is how long a node may go without refreshing its liveness
+	// key before the others consider it dead: its sessions leave presence
+	// and its clients' wills are published. Default 6s.
+	NodeTTL time.Duration `yaml:"node_ttl"`
 }
 
 // Embedded configures the embedded nats-server.
@@ -147,7 +151,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"start_timeout", c.StartTimeout}, {"publish_timeout", c.PublishTimeout}, {"message_max_age", c.MessageMaxAge}} {
+	}{{"start_timeout", c.StartTimeout}, {"publish_timeout", c.PublishTimeout}, {"message_max_age", c.MessageMaxAge}, {"node_ttl", c.NodeTTL}} {
 		if d.v < 0 {
 			add(d.key, "%s must not be negative", d.v)
 		}
