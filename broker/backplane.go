@@ -94,15 +94,40 @@ func (s *Server) forward(m *msg, durable bool) error {
 // state comes from ApplyRetained. Read permissions are checked per
 // subscriber as for local messages.
 func (s *Server) DeliverRemote(body []byte, group, filter string) error {
-	m, err := decodeRemote(body)
-	if err != nil {
+	_, err := s.deliverRemote(body, group, filter)
+	return err
+}
+
+// DeliverRemoteStored is DeliverRemote for a message that the cluster
+// keeps until this node confirms it: stored runs once every local copy of
+// the message (queued for persistent sessions) is committed to this
+// node's store, at once when there is nothing to commit. stored runs on
+// the store's writer goroutine or the caller's and must not block; it does
+// not run when an error is returned (except a decoding error, after which
+// the message is useless anyway and stored runs too).
+func (s *Server) DeliverRemoteStored(body []byte, stored func()) error {
+	gate, err := s.deliverRemote(body, "", "")
+	if errors.Is(err, ErrNotRunning) {
 		return err
 	}
+	if gate == 0 || s.store == nil || !s.store.Wait(gate, store.WaiterFunc(stored)) {
+		stored()
+	}
+	return err
+}
+
+// deliverRemote delivers like DeliverRemote and returns the store batch
+// that holds the copies queued for persistent sessions (0: none).
+func (s *Server) deliverRemote(body []byte, group, filter string) (uint64, error) {
+	m, err := decodeRemote(body)
+	if err != nil {
+		return 0, err
+	}
 	if !s.running.Load() {
-		return ErrNotRunning
+		return 0, ErrNotRunning
 	}
 	if m.expired(time.Now().Unix()) {
-		return nil
+		return 0, nil
 	}
 	rb := routePool.Get().(*routeBuf)
 	if group == "" {
@@ -112,18 +137,19 @@ func (s *Server) DeliverRemote(body []byte, group, filter string) error {
 	}
 	rb.targets = s.targets(m, nil, rb.subs, rb.targets[:0])
 	now := time.Now()
+	var gate uint64
 	for i := range rb.targets {
 		tg := &rb.targets[i]
 		if tg.sub.fn != nil {
 			tg.sub.fn(m.message())
 			continue
 		}
-		s.deliver(tg.sub.sess, m, tg.qos, tg.retain, tg.subIDs, 0, now)
+		gate = max(gate, s.deliver(tg.sub.sess, m, tg.qos, tg.retain, tg.subIDs, 0, now))
 	}
 	clear(rb.subs)
 	clear(rb.targets)
 	routePool.Put(rb)
-	return nil
+	return gate, nil
 }
 
 // ApplyRetained makes body (a forwarded message) the retained message of
@@ -148,6 +174,21 @@ func (s *Server) ApplyRetained(t string, body []byte) error {
 	}
 	s.retain(m)
 	return nil
+}
+
+// CatchingUp is implemented by a Backplane that keeps messages for this
+// node while it is down: Start calls CatchUp once the restored sessions
+// are back and before the listeners accept clients, so that what arrived
+// while the node was away reaches the sessions that were there, not
+// clients that subscribe after the restart. CatchUp bounds its own wait.
+type CatchingUp interface {
+	CatchUp()
+}
+
+func (s *Server) catchUp() {
+	if c, ok := s.backplane.(CatchingUp); ok {
+		c.CatchUp()
+	}
 }
 
 // syncRetained waits for the cluster's retained state before retained

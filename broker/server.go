@@ -236,6 +236,7 @@ func (s *Server) Start() (err error) {
 	s.running.Store(true)
 	s.clock.start()
 	s.resumeRestored()
+	s.catchUp()
 	s.clock.startSys(time.Now())
 	s.clock.startTrim()
 	for _, tl := range []*tcpListener{s.tcp, s.tls} {

@@ -28,6 +28,7 @@ const (
 // retained updates from other nodes go.
 type Target interface {
 	DeliverRemote(body []byte, group, filter string) error
+	DeliverRemoteStored(body []byte, stored func()) error
 	ApplyRetained(topic string, body []byte) error
 }
 
@@ -36,12 +37,14 @@ type Target interface {
 //
 // Messages published here go out on the subject of their topic (core NATS
 // for QoS 0, and for QoS 1/2 through the cluster's JetStream stream, which
-// acknowledges once it has stored them). A node subscribes only to the
-// subjects of the filters its local subscribers use, on a connection with
-// echo off (it never hears itself); the copies one message makes through
-// overlapping filters are dropped by the origin's sequence number, which
-// also keeps each origin's order, since one goroutine hands them to the
-// broker. Shared subscription groups are NATS queue groups on a second
+// acknowledges once it has stored them). For QoS 0 a node subscribes only
+// to the subjects of the filters its local subscribers use, on a
+// connection with echo off (it never hears itself); the copies one message
+// makes through overlapping filters are dropped by the origin's sequence
+// number, which also keeps each origin's order, since one goroutine hands
+// them to the broker. QoS 1/2 messages come through the node's durable
+// consumer of the stream (replay.go), acknowledged only once stored here,
+// so a node that was down or cut off receives them when it is back. Shared subscription groups are NATS queue groups on a second
 // connection (echo on, so a member on the publishing node competes too):
 // each message reaches one member cluster-wide. Retained messages live in
 // a key-value bucket (one key per topic) watched by every node.
@@ -69,6 +72,8 @@ type Backplane struct {
 	lastSeq  seqReader     // the bucket's last revision, read for RetainedSync
 	loaded   chan struct{} // closed when the initial retained state is applied
 	watcher  jetstream.KeyWatcher
+	replay   jetstream.MessagesContext // the node's durable consumer of QoS 1/2 messages
+	consumer jetstream.Consumer
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closeOne sync.Once
@@ -80,7 +85,10 @@ type Backplane struct {
 
 type interestKey struct{ filter, group string }
 
-var _ broker.Backplane = (*Backplane)(nil)
+var (
+	_ broker.Backplane  = (*Backplane)(nil)
+	_ broker.CatchingUp = (*Backplane)(nil)
+)
 
 // inBuffer is how many messages from other nodes may wait for the broker;
 // beyond it NATS drops them (counted as slow-consumer errors).
@@ -160,6 +168,10 @@ func NewBackplane(ctx context.Context, node *Node, target Target, reg prometheus
 		b.Close()
 		return nil, fmt.Errorf("cluster: retained messages not loaded within cluster.start_timeout: %w", ctx.Err())
 	}
+	if err := b.startReplay(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -189,6 +201,8 @@ func (b *Backplane) Interest(filter, group string, on bool) {
 	for _, subj := range subjects {
 		var s *nats.Subscription
 		if group == "" {
+			// QoS 1/2 subjects come through the durable consumer.
+			subj = coreOnly(b.cfg.Name, subj)
 			s, err = b.pub.ChanSubscribe(subj, b.in)
 		} else {
 			s, err = b.share.QueueSubscribe(subj, queueName(group, filter), func(m *nats.Msg) {
@@ -500,6 +514,9 @@ func (b *Backplane) Close() {
 		if b.watcher != nil {
 			_ = b.watcher.Stop()
 		}
+		if b.replay != nil {
+			b.replay.Stop()
+		}
 		if b.cancel != nil {
 			b.cancel()
 		}
@@ -524,4 +541,14 @@ func (b *Backplane) bucketLastSeq() (uint64, error) {
 		return 0, errors.New("retained bucket status without stream info")
 	}
 	return bs.StreamInfo().State.LastSeq, nil
+}
+
+// coreOnly narrows a subject of filterSubjects (any class) to the core
+// class.
+func coreOnly(cluster, subj string) string {
+	any := subjectRoot + "." + cluster + ".*."
+	if rest, ok := strings.CutPrefix(subj, any); ok {
+		return subjectRoot + "." + cluster + "." + classCore + "." + rest
+	}
+	return subj
 }
