@@ -240,18 +240,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // upgrade, and whatever has arrived since, are handled at once.
 func (s *socket) start(early []byte) {
 	h := s.h
-	h.wheel.schedule(s, s.connectedAt.Add(h.cfg.HandshakeTimeout))
+	var (
+		cio   *poller.ConnIO
+		watch *poller.Watch
+	)
 	if h.poll != nil {
-		if cio, err := poller.WrapConn(s.conn); err == nil {
-			if w, err := h.poll.Add(cio.Fd(), s.onReadable); err == nil {
-				s.cio, s.watch = cio, w
+		if c, err := poller.WrapConn(s.conn); err == nil {
+			if w, err := h.poll.Add(c.Fd(), s.onReadable); err == nil {
+				cio, watch = c, w
 			}
 		}
 	}
+	// The socket is tracked already: Shutdown may have closed it
+	// meanwhile. Then no reader starts (closeConn, or the writer that
+	// ended last, has run cleanup) and the watch goes at once.
 	s.qmu.Lock()
+	if s.connClosed {
+		s.qmu.Unlock()
+		if watch != nil {
+			watch.Close()
+		}
+		return
+	}
+	s.cio, s.watch = cio, watch
 	s.reading = true
 	s.qmu.Unlock()
-	if s.watch != nil {
+	h.wheel.schedule(s, s.connectedAt.Add(h.cfg.HandshakeTimeout))
+	if watch != nil {
 		s.readBurst(early)
 		return
 	}

@@ -227,9 +227,10 @@ func (s *socket) closeConn() {
 	clear(s.queue)
 	s.queue = s.queue[:0]
 	done := s.finishedLocked()
+	watch := s.watch
 	s.qmu.Unlock()
-	if s.watch != nil {
-		s.watch.Close()
+	if watch != nil {
+		watch.Close()
 	}
 	_ = s.conn.Close()
 	s.h.wheel.remove(s)

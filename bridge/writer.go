@@ -213,16 +213,32 @@ func (s *socket) writeLoop() {
 		*bp = buf[:0]
 		s.written(frames, n)
 		if err != nil {
-			s.requestClose(&closeReq{info: CloseInfo{Code: 1006, Reason: "write failed: " + err.Error()}})
-			s.qmu.Lock()
-			s.writing = false
-			s.qmu.Unlock()
-			s.closeConn()
+			s.writeFailed(err)
 			return
 		}
 		if req != nil {
 			s.closeWritten(req)
 		}
+	}
+}
+
+// writeFailed ends the writer goroutine after a failed write. The
+// connection is closed while the writer still counts as running, and the
+// writer then ends like any other: the one of closeConn, the reader and
+// the writer that finishes last runs cleanup. (Clearing s.writing before
+// closeConn lost the cleanup when the connection had been closed already,
+// typically by the reader meeting the client's end of stream while the
+// writer wrote Shutdown's close frame: the write fails because of that
+// close, closeConn returns at once, and nobody saw the socket finished.)
+func (s *socket) writeFailed(err error) {
+	s.requestClose(&closeReq{info: CloseInfo{Code: 1006, Reason: "write failed: " + err.Error()}})
+	s.closeConn()
+	s.qmu.Lock()
+	s.writing = false
+	done := s.finishedLocked()
+	s.qmu.Unlock()
+	if done {
+		s.cleanup()
 	}
 }
 
@@ -236,6 +252,7 @@ func (s *socket) closeWritten(req *closeReq) {
 	if !now && s.grace == nil && !s.connClosed {
 		s.grace = time.AfterFunc(closeGrace, s.closeConn)
 	}
+	cio := s.cio
 	s.qmu.Unlock()
 	if now {
 		s.closeConn()
@@ -244,8 +261,8 @@ func (s *socket) closeWritten(req *closeReq) {
 	if req.linger {
 		if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
-		} else if s.cio != nil {
-			_ = s.cio.CloseWrite()
+		} else if cio != nil {
+			_ = cio.CloseWrite()
 		}
 	}
 }

@@ -247,6 +247,14 @@ func (c *conn) handleConnect(fh packets.FixedHeader, body []byte) error {
 		c.recvMax = 65535
 	}
 
+	if code, err := s.clusterClaim(c, expiry > 0, will); code != nil {
+		if *code == packets.ErrNotAuthorized {
+			s.limits.Hit(limitClientIDOwner, "connection refused: the client id belongs to another user on another node",
+				"client", c.clientID, "user", user, "remote", c.remote)
+			return c.refuseQuiet(*code)
+		}
+		return c.refuse(*code, "client id ownership could not be checked in the cluster", "error", err)
+	}
 	sess, present, code := s.attach(c, pk.Connect.Clean, expiry, will)
 	if code != nil {
 		if *code == packets.ErrNotAuthorized {

@@ -37,6 +37,12 @@
 //     expiry) and the one goroutine that runs every timer.
 //   - internal/store: persistence with group commit; restore.go rebuilds
 //     sessions and retained messages from it.
+//   - backplane.go: the Backplane hook that makes the broker one node of
+//     a cluster (package cluster implements it): messages published here
+//     are forwarded, filters' first and last subscriptions are reported
+//     as interest, messages and retained updates from other nodes come
+//     in through DeliverRemote and ApplyRetained and are never forwarded
+//     again. Without a backplane none of it runs.
 //   - gate.go, refuse.go, origin.go: every listener's connections pass one
 //     gate (limits.max_connections, limits.max_connections_per_address);
 //     WebSocket upgrades are checked against listeners.http.allowed_origins.

@@ -39,7 +39,14 @@ func (s *Server) PublishAsync(m Message, done func(error)) {
 		}
 		return
 	}
-	gate := s.route(fromMessage(m, internalOrigin, time.Now(), s.cfg.Limits.MaxMessageExpiry), nil, 0)
+	em := fromMessage(m, internalOrigin, time.Now(), s.cfg.Limits.MaxMessageExpiry)
+	if err := s.forward(em, m.QoS > 0 && !topic.Volatile(m.Topic)); err != nil {
+		if done != nil {
+			done(err)
+		}
+		return
+	}
+	gate := s.route(em, nil, 0)
 	if done == nil {
 		return
 	}
@@ -84,6 +91,7 @@ func (s *Server) collectRetained(filter string, id *auth.Identity) []Message {
 	if topic.ValidFilter(filter) != nil {
 		return nil
 	}
+	s.syncRetained()
 	var scope *auth.ReadScope
 	if id != nil {
 		scope = s.readScope(*id)

@@ -88,11 +88,17 @@ func (c *conn) cleanup() {
 	will := sess.will
 	switch {
 	case cause.reason == ReasonClean:
+		if will != nil {
+			s.clusterClearWill(sess.id)
+		}
 		will = nil // discarded by a normal DISCONNECT [MQTT-3.1.2-10]
-	case cause.reason == ReasonTakeover && will != nil && will.delay > 0:
+	case (cause.reason == ReasonTakeover || cause.reason == ReasonMoved) && will != nil && will.delay > 0:
+		if cause.reason == ReasonMoved {
+			s.clusterClearWill(sess.id) // this node's copy; the new node stored its own
+		}
 		will = nil // the session continues on the new connection
 	}
-	ends := sess.expiry == 0 || sess.gone
+	ends := sess.expiry == 0 || sess.gone || cause.reason == ReasonMoved
 	delayed := will != nil && will.delay > 0 && !ends
 	if !delayed {
 		sess.will = nil
@@ -132,15 +138,22 @@ var errConnectionLost = errors.New("connection lost")
 // forgets it.
 func (s *Server) endSession(sess *session) {
 	s.sessions.mu.Lock()
-	if s.sessions.m[sess.id] == sess {
+	current := s.sessions.m[sess.id] == sess
+	if current {
 		delete(s.sessions.m, sess.id)
 	}
 	s.sessions.mu.Unlock()
 	s.dropSession(sess)
+	if current {
+		s.clusterSessionEnded(sess.id)
+	}
 }
 
 // publishWill publishes a will, if its owner may still write its topic.
 func (s *Server) publishWill(clientID, owner string, w *pendingWill) {
+	if !s.clusterMaySendWill(clientID) {
+		return // sent by another node while this one was considered dead
+	}
 	id := identity(owner, clientID)
 	if topic.BrokerOnly(w.m.topic) || !s.mayWrite(id, w.m.topic) {
 		s.log.Info("will dropped: topic no longer permitted", "client", clientID, "user", owner, "topic", w.m.topic)
@@ -153,6 +166,7 @@ func (s *Server) publishWill(clientID, owner string, w *pendingWill) {
 	now := time.Now()
 	m.created = now.UnixMilli()
 	m.expiry = expiryOf(now, w.expiryInterval, s.cfg.Limits.MaxMessageExpiry)
+	_ = s.forward(&m, false) // never fails when not durable
 	s.route(&m, nil, 0)
 	s.metrics.willsSent.Add(1)
 }

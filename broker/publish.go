@@ -87,6 +87,9 @@ func (c *conn) handlePublish(fh packets.FixedHeader, body []byte) error {
 	}
 
 	m := newMsg(t, pk, c.clientID, time.Now(), s.cfg.Limits.MaxMessageExpiry)
+	if err := s.forward(m, fh.Qos > 0); err != nil {
+		return c.refuseUnstored(fh.Qos, pk.PacketID, err)
+	}
 	var gate uint64
 	if fh.Qos == 2 {
 		gate = c.trackInbound2(pk.PacketID)

@@ -45,6 +45,9 @@ type Server struct {
 	retained retainedStore
 	clock    *clock
 	trim     memTrimmer // used by the clock's goroutine only
+	// backplane joins a cluster (nil: a single node); set before Start.
+	backplane   Backplane
+	healthParts []healthPart
 
 	mux     *http.ServeMux
 	httpSrv *http.Server
@@ -65,6 +68,7 @@ type Server struct {
 	shutdownOnce sync.Once
 	stopped      chan struct{}
 	restored     *store.Snapshot
+	cluster      *clusterState // nil without a cluster (cluster_session.go)
 	// restoredExpiry lists restored queued messages that expire, for Start.
 	restoredExpiry []queuedExpiry
 }
@@ -152,6 +156,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 			_, _ = fmt.Fprintf(w, `{"status":"store failing","error":%q,"clients":%d}`+"\n", why, s.metrics.clients.Load())
 			return
 		}
+	}
+	if len(s.healthParts) > 0 {
+		s.writeHealthParts(w)
+		return
 	}
 	_, _ = fmt.Fprintf(w, `{"status":"ok","clients":%d}`+"\n", s.metrics.clients.Load())
 }

@@ -14,6 +14,11 @@ type subIndex struct {
 	mu   sync.RWMutex
 	root inode
 	n    int // subscriptions held
+	// interest, when set (cluster mode), hears of each filter's first and
+	// last subscription; skipShared: shared groups are served through
+	// the backplane, so match leaves them out (backplane.go).
+	interest   func(filter, group string, on bool)
+	skipShared bool
 }
 
 type inode struct {
@@ -110,10 +115,16 @@ func (ix *subIndex) add(sub *subscription) {
 		if g == nil {
 			g = &shareGroup{}
 			n.shared[sub.group] = g
+			if ix.interest != nil {
+				ix.interest(sub.inner, sub.group, true)
+			}
 		}
 		g.members = append(g.members, sub)
 	} else {
 		n.subs = append(n.subs, sub)
+		if len(n.subs) == 1 && ix.interest != nil {
+			ix.interest(sub.inner, "", true)
+		}
 	}
 	ix.n++
 }
@@ -131,6 +142,9 @@ func (ix *subIndex) remove(sub *subscription) bool {
 		if g := n.shared[sub.group]; g != nil {
 			g.members, found = without(g.members, sub)
 			if len(g.members) == 0 {
+				if found && ix.interest != nil {
+					ix.interest(sub.inner, sub.group, false)
+				}
 				delete(n.shared, sub.group)
 				if len(n.shared) == 0 {
 					n.shared = nil
@@ -139,6 +153,9 @@ func (ix *subIndex) remove(sub *subscription) bool {
 		}
 	} else {
 		n.subs, found = without(n.subs, sub)
+		if found && len(n.subs) == 0 && ix.interest != nil {
+			ix.interest(sub.inner, "", false)
+		}
 	}
 	if found {
 		ix.n--
@@ -179,22 +196,22 @@ func (ix *subIndex) match(t string, out []*subscription) []*subscription {
 	if t == "" {
 		return out
 	}
-	return matchNode(&ix.root, t, t[0] != '$', out)
+	return matchNode(&ix.root, t, t[0] != '$', !ix.skipShared, out)
 }
 
-func matchNode(n *inode, rest string, wild bool, out []*subscription) []*subscription {
+func matchNode(n *inode, rest string, wild, shared bool, out []*subscription) []*subscription {
 	level, next, more := topic.NextLevel(rest)
 	if wild && n.hash != nil {
-		out = collect(n.hash, out)
+		out = collect(n.hash, shared, out)
 	}
 	visit := func(c *inode) {
 		if more {
-			out = matchNode(c, next, true, out)
+			out = matchNode(c, next, true, shared, out)
 			return
 		}
-		out = collect(c, out)
+		out = collect(c, shared, out)
 		if c.hash != nil {
-			out = collect(c.hash, out) // "a/#" matches "a"
+			out = collect(c.hash, shared, out) // "a/#" matches "a"
 		}
 	}
 	if c := n.kids[level]; c != nil {
@@ -206,8 +223,11 @@ func matchNode(n *inode, rest string, wild bool, out []*subscription) []*subscri
 	return out
 }
 
-func collect(n *inode, out []*subscription) []*subscription {
+func collect(n *inode, shared bool, out []*subscription) []*subscription {
 	out = append(out, n.subs...)
+	if !shared {
+		return out
+	}
 	for _, g := range n.shared {
 		if m := g.pick(); m != nil {
 			out = append(out, m)

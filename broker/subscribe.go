@@ -133,6 +133,7 @@ func (c *conn) subscribeOne(f packets.Subscription) (byte, *subscription, bool) 
 // subscription, with RETAIN set, each checked against the subscriber's
 // read permission.
 func (s *Server) sendRetained(sess *session, sub *subscription) {
+	s.syncRetained()
 	var found []*msg
 	now := time.Now()
 	s.retained.match(sub.inner, s.readScope(identity(sess.owner, sess.id)), func(m *msg, check bool) bool {

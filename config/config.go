@@ -26,6 +26,7 @@ import (
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/cluster"
 	"github.com/sockmq/sockmq/lwt"
 )
 
@@ -43,6 +44,9 @@ type File struct {
 	Bridge bridge.Config `yaml:"bridge"`
 	// LWT configures last wills for bridge clients.
 	LWT lwt.Config `yaml:"lwt"`
+	// Cluster joins this node to a sockmq cluster over NATS; nil (no
+	// cluster: section) runs a single node.
+	Cluster *cluster.Config `yaml:"cluster"`
 }
 
 // Logging configures the process log.
@@ -203,6 +207,9 @@ func (f File) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := f.checkExposure(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := f.checkCluster(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -16,4 +16,5 @@ func (f *File) resolvePaths(base string) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	f.Cluster.ResolvePaths(base)
 }

@@ -29,6 +29,12 @@ const (
 // one with the same id.
 const ReasonTakeover = "takeover"
 
+// ReasonMoved is the disconnect reason of a session that continues on
+// another cluster node (taken over there): it leaves this node's list
+// without a disconnected event or a cleared document, which the new node
+// has already published.
+const ReasonMoved = "moved"
+
 // Protocols in Session.Protocol.
 const (
 	ProtocolMQTT          = "mqtt"
@@ -52,6 +58,9 @@ type Session struct {
 	// Conn identifies the connection behind the session: a takeover keeps
 	// the id and changes Conn.
 	Conn string `json:"conn"`
+	// Node is the cluster node the session is connected to; empty on a
+	// single node.
+	Node string `json:"node,omitempty"`
 }
 
 // Event is the payload of $presence/connected and $presence/disconnected.
@@ -122,8 +131,9 @@ type entry struct {
 
 // Tracker holds the current sessions and publishes every change.
 type Tracker struct {
-	pub Publisher
-	log *slog.Logger
+	pub  Publisher
+	log  *slog.Logger
+	node string // stamped on every session; set before use
 
 	mu       sync.RWMutex
 	sessions map[string]entry // by id
@@ -152,6 +162,10 @@ func New(pub Publisher, log *slog.Logger) *Tracker {
 	go t.run()
 	return t
 }
+
+// SetNode makes every session document and event carry the cluster node
+// name. Call it before the first change.
+func (t *Tracker) SetNode(name string) { t.node = name }
 
 // enqueue hands c to the tracker goroutine; after Close it is dropped.
 func (t *Tracker) enqueue(c change) bool {
@@ -301,6 +315,9 @@ func (t *Tracker) run() {
 }
 
 func (t *Tracker) join(c change) {
+	if c.s.Node == "" {
+		c.s.Node = t.node
+	}
 	doc := t.encodeDoc(c.s)
 	t.mu.Lock()
 	old, existed := t.sessions[c.s.ID]
@@ -315,6 +332,9 @@ func (t *Tracker) join(c change) {
 }
 
 func (t *Tracker) update(c change) {
+	if c.s.Node == "" {
+		c.s.Node = t.node
+	}
 	doc := t.encodeDoc(c.s)
 	t.mu.Lock()
 	cur, ok := t.sessions[c.s.ID]
@@ -341,6 +361,9 @@ func (t *Tracker) leave(c change) {
 	delete(t.sessions, c.s.ID)
 	t.version.Add(1)
 	t.mu.Unlock()
+	if c.reason == ReasonMoved {
+		return
+	}
 	t.publish(ClientTopic(e.s.ID), nil, true)
 	t.publishEvent(DisconnectedTopic, Event{Session: e.s, Event: "disconnected", Reason: c.reason, At: c.at})
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond Go, so that `make test` works on a
 # fresh machine: Debian's mosquitto (password-file interop), chromium (browser
-# tests), curl (smoke test) when running as root with apt-get, and
+# tests), curl (smoke test) and nats-server (cluster refusal test) when
+# running as root with apt-get, and
 # the interop suite's npm packages (npm ci, from the committed lock file).
 # Without root it installs nothing from Debian and says what is missing;
 # the tests that need a missing tool then say so (and fail under CI=true).
@@ -14,6 +15,9 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+# Debian's nats-server (2.9): the cluster test that sockmq refuses a NATS
+# server too old for its design (cluster/oldserver_test.go).
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test-deps: installing ${need[*]}"
@@ -25,6 +29,10 @@ if [ "${#need[@]}" -gt 0 ]; then
     if command -v systemctl >/dev/null 2>&1; then systemctl stop mosquitto 2>/dev/null || true; fi
     if command -v service >/dev/null 2>&1; then service mosquitto stop >/dev/null 2>&1 || true; fi
     if [ -f /run/mosquitto/mosquitto.pid ]; then kill "$(cat /run/mosquitto/mosquitto.pid)" 2>/dev/null || true; fi
+    # Likewise a nats-server service the package may start (tests start
+    # their own on free ports).
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop nats-server 2>/dev/null || true; fi
+    if command -v service >/dev/null 2>&1; then service nats-server stop >/dev/null 2>&1 || true; fi
   else
     echo "test-deps: missing ${need[*]} (install them, or run make test as root on Debian)"
   fi

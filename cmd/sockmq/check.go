@@ -129,6 +129,15 @@ func printOK(w io.Writer, path string, cfg config.File) {
 	} else {
 		row("data", "not kept (persistence.enabled: false)")
 	}
+	if c := cfg.Cluster; c != nil && c.Embedded != nil && c.Embedded.StoreDir == "" {
+		cc := *c
+		e := *c.Embedded
+		e.StoreDir = cfg.ClusterStoreDir()
+		cc.Embedded = &e
+		row("cluster", cc.Describe())
+	} else {
+		row("cluster", c.Describe())
+	}
 }
 
 func orOff(addr string) string {

@@ -12,6 +12,8 @@ import (
 	"github.com/sockmq/sockmq/auth"
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
+	"github.com/sockmq/sockmq/cluster"
+	"github.com/sockmq/sockmq/cluster/control"
 	"github.com/sockmq/sockmq/config"
 	"github.com/sockmq/sockmq/internal/limit"
 	"github.com/sockmq/sockmq/lwt"
@@ -27,6 +29,13 @@ type App struct {
 	Presence *presence.Tracker
 	Wills    *lwt.Registry // nil when the bridge is disabled
 	Metrics  *prometheus.Registry
+	// Cluster and Backplane are this node's cluster membership and data
+	// plane; nil without a cluster: section.
+	Cluster   *cluster.Node
+	Backplane *cluster.Backplane
+	// Control is the cluster-wide control state (client ids, wills,
+	// presence of dead nodes, token revocations); nil on a single node.
+	Control *control.Controller
 
 	cancel       context.CancelFunc
 	shutdownOnce sync.Once
@@ -34,7 +43,10 @@ type App struct {
 }
 
 // New builds every component from cfg. Nothing listens until Start.
-func New(cfg config.File, log *slog.Logger) (*App, error) {
+func New(cfg config.File, log *slog.Logger) (*App, error) { return newApp(cfg, log, nil) }
+
+// newApp is New, with the cluster's control state when cd is not nil.
+func newApp(cfg config.File, log *slog.Logger, cd *controlDeps) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -51,7 +63,26 @@ func New(cfg config.File, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Presence = wirePresence(a.Broker, log)
+	if err := a.joinCluster(cfg); err != nil {
+		_ = a.Broker.Shutdown(context.Background())
+		return nil, err
+	}
+	if cd == nil && a.Cluster != nil {
+		cc := a.Cluster.Config()
+		cd = &controlDeps{JetStream: a.Cluster.JetStream(), Cluster: a.Cluster.ClusterName(), Node: a.Cluster.NodeName(),
+			Replicas: cc.Replicas, NodeTTL: cc.NodeTTL}
+	}
+	var pub presence.Publisher = presencePublisher{a.Broker}
+	node := ""
+	if cd != nil {
+		if a.Control, err = a.newControl(cfg, *cd); err != nil {
+			_ = a.Broker.Shutdown(context.Background())
+			_ = a.leaveCluster(context.Background())
+			return nil, err
+		}
+		pub, node = mirroredPresence{presencePublisher{a.Broker}, a.Control}, cd.Node
+	}
+	a.Presence = wirePresence(a.Broker, pub, node, log)
 	if err := a.newBridge(cfg); err != nil {
 		_ = a.Broker.Shutdown(context.Background())
 		a.Presence.Close()
@@ -74,14 +105,20 @@ func (a *App) newBridge(cfg config.File) error {
 	bcfg.AllowedOrigins = cfg.AllowedOrigins()
 	authz := authAdapter{a.Auth}
 	obs := &socketObserver{presence: a.Presence}
-	br, err := bridge.New(bcfg, bridge.Options{
+	var revocations bridge.Revocations
+	if a.Control != nil {
+		revocations = a.Control.Revocations() // shared by every node
+	}
+	opts := bridge.Options{
 		Broker:     brokerAdapter{a.Broker},
 		Authorizer: authz,
 		Registerer: a.Metrics,
 		DataDir:    cfg.Persistence.DataDir,
 		Observer:   obs,
 		LoginGuard: a.Broker.LoginGuard(), // one guard: failures over MQTT and the bridge add up per address
-	}, a.Log.With("component", "bridge"))
+	}
+	opts.Revocations = revocations
+	br, err := bridge.New(bcfg, opts, a.Log.With("component", "bridge"))
 	if err != nil {
 		return err
 	}
@@ -100,6 +137,12 @@ func (a *App) Start() error {
 	if err := a.Broker.Start(); err != nil {
 		_ = a.Shutdown(context.Background())
 		return err
+	}
+	if a.Control != nil {
+		if err := a.Control.Start(); err != nil {
+			_ = a.Shutdown(context.Background())
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -123,6 +166,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 			errs = append(errs, a.Bridge.Shutdown(ctx))
 		}
 		errs = append(errs, a.Broker.Shutdown(ctx))
+		if a.Control != nil {
+			errs = append(errs, a.Control.Shutdown(ctx))
+		}
+		errs = append(errs, a.leaveCluster(ctx))
 		a.Presence.Close()
 		if a.Wills != nil {
 			a.Wills.Close()

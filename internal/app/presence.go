@@ -37,8 +37,9 @@ func mqttConnID(n uint64) string {
 
 // wirePresence feeds the broker's MQTT session events into a presence
 // tracker. Call before the broker starts.
-func wirePresence(b *broker.Server, log *slog.Logger) *presence.Tracker {
-	tr := presence.New(presencePublisher{b}, log)
+func wirePresence(b *broker.Server, pub presence.Publisher, node string, log *slog.Logger) *presence.Tracker {
+	tr := presence.New(pub, log)
+	tr.SetNode(node)
 	b.OnSession(func(ev broker.SessionEvent) {
 		if ev.Connected {
 			tr.Connected(presence.Session{

@@ -207,6 +207,7 @@ export class Sockmq {
    * @param {boolean} [opts.allowAnonymous] auth.allow_anonymous (left unset when undefined)
    * @param {string} [opts.name] label used in log file names
    * @param {string} [opts.extraYaml] appended verbatim to config.yaml
+   * @param {number} [opts.startTimeout] ms to wait for /healthz (cluster nodes need longer)
    * @param {boolean} [opts.bridge] fail unless /socketcluster/ is served (see requireBridge)
    * @param {string[]} [opts.allowedOrigins] listeners.http.allowed_origins: origins of the
    *   web pages (other than the listener's own) that may open /mqtt and /socketcluster/
@@ -332,7 +333,7 @@ export class Sockmq {
       if (gone) throw Object.assign(new Error(`sockmq exited during start (code=${gone.code} signal=${gone.signal})`), {fatal: true});
       const res = await httpGet(`${this.httpUrl}/healthz`, 1000);
       return res.status === 200;
-    }, {timeout: START_TIMEOUT_MS, interval: 30, what: `sockmq /healthz on ${this.httpUrl}`}).catch((err) => {
+    }, {timeout: this.opts.startTimeout || START_TIMEOUT_MS, interval: 30, what: `sockmq /healthz on ${this.httpUrl}`}).catch((err) => {
       throw new Error(`${err.message}\n--- sockmq log ---\n${this.logTail(60)}`);
     });
   }
