@@ -123,6 +123,9 @@ func (a *App) newBridge(cfg config.File) error {
 		return err
 	}
 	a.Wills = lwt.New(cfg.LWT, willEncoder{br}, willAuth{a.Auth}, willPublisher{a.Broker}, limit.NewRecorder(a.Metrics, a.Log), a.Log)
+	if a.Control != nil {
+		a.Wills.SetStore(bridgeWillStore{a.Control}) // wills outlive this node
+	}
 	obs.wills = a.Wills // set before Start: no socket exists yet
 	registerProcedures(br, a.Presence, a.Wills, authz)
 	for _, p := range br.Paths() {
