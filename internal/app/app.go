@@ -127,7 +127,11 @@ func (a *App) newBridge(cfg config.File) error {
 		a.Wills.SetStore(bridgeWillStore{a.Control}) // wills outlive this node
 	}
 	obs.wills = a.Wills // set before Start: no socket exists yet
-	registerProcedures(br, a.Presence, a.Wills, authz)
+	var remote func() []presence.Doc
+	if a.Control != nil {
+		remote = a.Control.RemotePresence // every node's sessions
+	}
+	registerProcedures(br, a.Presence, a.Wills, authz, remote)
 	for _, p := range br.Paths() {
 		a.Broker.Handle(p, br)
 	}
