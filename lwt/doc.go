@@ -28,7 +28,12 @@
 //     to its topic (the Authorizer decides, at send time);
 //   - pending delayed wills live in memory: a broker restart drops them
 //     (bridge sessions do not survive a restart; MQTT persistent sessions
-//     do, see package broker).
+//     do, see package broker) unless a Store keeps them;
+//   - with a Store (cluster mode: the cluster's will store, see
+//     Registry.SetStore) every will is also recorded there while it may be
+//     sent, and claimed from it before this process sends it, so that when
+//     this process dies another one sends it, exactly once; a setWill the
+//     store cannot record fails with BrokerError.
 //
 // Concurrency: every Registry method is safe for concurrent use; wills are
 // published from timer goroutines or the caller's goroutine, never while a

@@ -11,9 +11,11 @@ import (
 )
 
 type entry struct {
-	owner Owner
-	will  Will
-	size  int // bytes counted against the limits
+	owner   Owner
+	channel string
+	will    Will
+	size    int    // bytes counted against the limits
+	seq     uint64 // tells a replaced will from its replacement
 }
 
 // pendingWill is the delayed will of an ended socket.
@@ -38,6 +40,10 @@ type Registry struct {
 	held    map[account]int             // bytes of live and pending wills per user
 	total   int                         // bytes of all live and pending wills
 	closed  bool
+	seq     uint64
+	store   Store // nil: wills live in memory only
+
+	stripes storeStripes // order of one socket's store calls
 }
 
 // pendingKey identifies a pending delayed will: per user and topic for
@@ -102,17 +108,27 @@ func (r *Registry) Set(o Owner, req Request) error {
 		HasPayloadFormat: e.HasPayloadFormat, QoS: qos, Retain: req.Retain,
 		Delay: time.Duration(req.DelaySeconds * float64(time.Second)),
 	}
-	ne := entry{owner: o, will: w, size: len(topic) + len(w.Payload) + len(w.ContentType)}
+	ne := entry{owner: o, channel: req.Channel, will: w, size: len(topic) + len(w.Payload) + len(w.ContentType)}
+	stripe := r.stripes.of(o.SessionID)
+	stripe.Lock()
+	defer stripe.Unlock()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return &Error{Name: "BrokerError", Message: "shutting down"}
 	}
-	r.cancelPendingLocked(o, topic)
+	r.seq++
+	ne.seq = r.seq
+	st := r.store
+	var cancelled []entry
+	if p, ok := r.cancelPendingLocked(o, topic); ok {
+		cancelled = append(cancelled, p)
+	}
 	m := r.live[o.SessionID]
 	old, replacing := m[req.Channel]
 	if refusal := r.checkLocked(ne, len(m), old, replacing); refusal != nil {
 		r.mu.Unlock()
+		r.forget(st, cancelled)
 		r.rec.Hit(refusal.limit, "will refused: "+refusal.key+" reached", "client", o.SessionID, "user", o.Username,
 			"channel", req.Channel, "bytes", ne.size, refusal.key, refusal.value)
 		return &Error{Name: ErrNameLimit, Message: refusal.message}
@@ -127,6 +143,23 @@ func (r *Registry) Set(o Owner, req Request) error {
 	r.holdLocked(ne)
 	m[req.Channel] = ne
 	r.mu.Unlock()
+	r.forget(st, cancelled)
+	if st == nil {
+		return nil
+	}
+	if err := st.Put(o, req.Channel, w); err != nil {
+		r.mu.Lock()
+		if cur, ok := r.live[o.SessionID][req.Channel]; ok && cur.seq == ne.seq {
+			delete(r.live[o.SessionID], req.Channel)
+			r.releaseLocked(cur)
+			if len(r.live[o.SessionID]) == 0 {
+				delete(r.live, o.SessionID)
+			}
+		}
+		r.mu.Unlock()
+		r.log.Warn("will refused: the cluster's will store is unreachable", "session", o.SessionID, "channel", req.Channel, "error", err)
+		return &Error{Name: "BrokerError", Message: "the will could not be stored in the cluster; try again"}
+	}
 	return nil
 }
 
@@ -134,54 +167,80 @@ func (r *Registry) Set(o Owner, req Request) error {
 // channel is empty. It also cancels the same user's pending delayed wills
 // on those topics.
 func (r *Registry) Clear(o Owner, channel string) {
+	stripe := r.stripes.of(o.SessionID)
+	stripe.Lock()
+	defer stripe.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	st := r.store
+	var gone []entry
 	m := r.live[o.SessionID]
 	for ch, e := range m {
 		if channel == "" || ch == channel {
 			delete(m, ch)
 			r.releaseLocked(e)
-			r.cancelPendingLocked(o, e.will.Topic)
+			gone = append(gone, e)
+			if p, ok := r.cancelPendingLocked(o, e.will.Topic); ok {
+				gone = append(gone, p)
+			}
 		}
 	}
 	if channel != "" {
 		if topic, _, err := r.enc.EncodeWill(channel, json.RawMessage(`null`)); err == nil {
-			r.cancelPendingLocked(o, topic)
+			if p, ok := r.cancelPendingLocked(o, topic); ok {
+				gone = append(gone, p)
+			}
 		}
 	}
 	if len(m) == 0 {
 		delete(r.live, o.SessionID)
 	}
+	r.mu.Unlock()
+	r.forget(st, gone)
 }
 
-func (r *Registry) cancelPendingLocked(o Owner, topic string) {
+// cancelPendingLocked cancels the pending delayed will of o's user on
+// topic and returns it (for the store).
+func (r *Registry) cancelPendingLocked(o Owner, topic string) (entry, bool) {
 	if o.Username == "" {
-		return // an anonymous socket cannot speak for another one
+		return entry{}, false // an anonymous socket cannot speak for another one
 	}
 	k := keyOf(o, topic)
-	if p, ok := r.pending[k]; ok {
-		p.timer.Stop()
-		delete(r.pending, k)
-		r.releaseLocked(p.e)
-		r.log.Info("pending will cancelled: the user is back", "user", o.Username, "topic", topic)
+	p, ok := r.pending[k]
+	if !ok {
+		return entry{}, false
 	}
+	p.timer.Stop()
+	delete(r.pending, k)
+	r.releaseLocked(p.e)
+	r.log.Info("pending will cancelled: the user is back", "user", o.Username, "topic", topic)
+	return p.e, true
 }
 
 // Ended reports that socket sessionID ended; clean says whether the client
 // closed it itself. Unclean endings publish the socket's wills (after
 // their delay).
 func (r *Registry) Ended(sessionID string, clean bool) {
+	stripe := r.stripes.of(sessionID)
+	stripe.Lock()
+	defer stripe.Unlock()
 	r.mu.Lock()
+	st := r.store
 	m := r.live[sessionID]
 	delete(r.live, sessionID)
 	if clean || len(m) == 0 || r.closed {
+		var gone []entry
 		for _, e := range m {
 			r.releaseLocked(e)
+			gone = append(gone, e)
 		}
+		closed := r.closed
 		r.mu.Unlock()
+		if !closed {
+			r.forget(st, gone)
+		}
 		return
 	}
-	var now []entry
+	var now, replaced []entry
 	for _, e := range m {
 		if e.will.Delay <= 0 {
 			r.releaseLocked(e)
@@ -192,6 +251,7 @@ func (r *Registry) Ended(sessionID string, clean bool) {
 		if old, ok := r.pending[k]; ok {
 			old.timer.Stop()
 			r.releaseLocked(old.e)
+			replaced = append(replaced, old.e)
 		}
 		p := &pendingWill{e: e}
 		p.timer = time.AfterFunc(e.will.Delay, func() {
@@ -203,13 +263,18 @@ func (r *Registry) Ended(sessionID string, clean bool) {
 			delete(r.pending, k)
 			r.releaseLocked(p.e)
 			r.mu.Unlock()
-			r.send(p.e)
+			if r.claim(st, p.e) {
+				r.send(p.e)
+			}
 		})
 		r.pending[k] = p
 	}
 	r.mu.Unlock()
+	r.forget(st, replaced)
 	for _, e := range now {
-		r.send(e)
+		if r.claim(st, e) {
+			r.send(e)
+		}
 	}
 }
 

@@ -109,6 +109,8 @@ type Controller struct {
 	startOnce, shutdownOnce sync.Once
 
 	mirror chan mirrorOp // presence mirror writes, in order
+
+	remote remotePresence // the other nodes' presence documents
 }
 
 // peer is what a node learnt from another node's heartbeats.
@@ -240,6 +242,9 @@ func (c *Controller) Start() error {
 		}
 		if nw, err = c.nodes.WatchAll(c.ctx, jetstream.IgnoreDeletes()); err != nil {
 			err = unavailable("watch nodes", err)
+			return
+		}
+		if err = c.watchPresence(); err != nil {
 			return
 		}
 		c.wg.Add(4)

@@ -15,6 +15,9 @@ type willRecord struct {
 	Instance string `json:"instance"`
 	Epoch    uint64 `json:"epoch"`
 	Will     Will   `json:"will"`
+	// Bridge marks the will of a bridge socket: no client id ownership
+	// applies to it (a socket never comes back with the same id).
+	Bridge bool `json:"bridge,omitempty"`
 }
 
 // presenceRecord is the value of a presence key.
@@ -86,7 +89,7 @@ func (c *Controller) reap(node, keep string) {
 			return
 		case <-time.After(time.Until(due)):
 		}
-		if c.reconnectedElsewhere(rec.Will.ClientID, node, rec.Instance) {
+		if !rec.Bridge && c.reconnectedElsewhere(rec.Will.ClientID, node, rec.Instance) {
 			ctx, cancel := c.opCtx()
 			_ = c.wills.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
 			cancel()

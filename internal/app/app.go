@@ -123,8 +123,15 @@ func (a *App) newBridge(cfg config.File) error {
 		return err
 	}
 	a.Wills = lwt.New(cfg.LWT, willEncoder{br}, willAuth{a.Auth}, willPublisher{a.Broker}, limit.NewRecorder(a.Metrics, a.Log), a.Log)
+	if a.Control != nil {
+		a.Wills.SetStore(bridgeWillStore{a.Control}) // wills outlive this node
+	}
 	obs.wills = a.Wills // set before Start: no socket exists yet
-	registerProcedures(br, a.Presence, a.Wills, authz)
+	var remote func() []presence.Doc
+	if a.Control != nil {
+		remote = a.Control.RemotePresence // every node's sessions
+	}
+	registerProcedures(br, a.Presence, a.Wills, authz, remote)
 	for _, p := range br.Paths() {
 		a.Broker.Handle(p, br)
 	}

@@ -82,12 +82,19 @@ func ownerOf(s *bridge.Session) lwt.Owner {
 //     to those whose $presence/clients/<id> the caller may read;
 //   - setWill {channel, data, retain?, delaySeconds?, qos?} and
 //     clearWill {channel?}: the socket's last will (see package lwt).
-func registerProcedures(br *bridge.Handler, tr *presence.Tracker, wills *lwt.Registry, authz authAdapter) {
+//
+// remote, when not nil, returns the other cluster nodes' sessions, which
+// the presence procedure lists too.
+func registerProcedures(br *bridge.Handler, tr *presence.Tracker, wills *lwt.Registry, authz authAdapter, remote func() []presence.Doc) {
 	br.RegisterProcedure("getSessionId", func(_ context.Context, s *bridge.Session, _ json.RawMessage) (any, error) {
 		return s.ID(), nil
 	})
 	br.RegisterProcedure("presence", func(_ context.Context, s *bridge.Session, _ json.RawMessage) (any, error) {
-		return presenceReply(tr.Snapshot(), authz.s, identity(s)), nil
+		sn := tr.Snapshot()
+		if remote != nil {
+			sn = presence.Merge(sn, remote())
+		}
+		return presenceReply(sn, authz.s, identity(s)), nil
 	})
 	br.RegisterProcedure("setWill", func(_ context.Context, s *bridge.Session, data json.RawMessage) (any, error) {
 		var req lwt.Request

@@ -6,7 +6,10 @@
 // A poller's own epoll descriptor is registered with Go's network poller
 // (where the runtime allows it), so a poller with nothing to do parks its
 // goroutine like any network read instead of holding an OS thread in
-// epoll_wait; handlers then run inside that read.
+// epoll_wait; handlers then run inside that read. The calls that never
+// wait (non-blocking read and writev, epoll_wait with a zero timeout,
+// epoll_ctl) are raw system calls, which spares the runtime's sysmon
+// thread a wake-up each time the process leaves idle (rawsys_linux.go).
 //
 // Sockets are registered one-shot: after an event the socket is not
 // watched again until its owner calls [Watch.Arm], so a handler never runs

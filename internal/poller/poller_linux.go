@@ -205,7 +205,7 @@ func (w *Watch) Arm(events int) error {
 	}
 	ev := unix.EpollEvent{Events: e}
 	setToken(&ev, w.tok)
-	if err := unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_MOD, w.fd, &ev); err != nil {
+	if err := rawEpollCtl(w.p.epfd, unix.EPOLL_CTL_MOD, w.fd, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl mod: %w", err)
 	}
 	return nil
@@ -269,7 +269,7 @@ func (p *poller) run() {
 // read is not re-prepared between calls, so that mark is kept).
 func (p *poller) collect(uintptr) bool {
 	for {
-		n, err := unix.EpollWait(p.epfd, p.evs, 0)
+		n, err := rawEpollPoll(p.epfd, p.evs)
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue

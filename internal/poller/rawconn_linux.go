@@ -67,7 +67,7 @@ var ioOps = sync.Pool{New: func() any {
 
 func (o *ioOp) doRead(fd uintptr) {
 	for {
-		o.n, o.err = unix.Read(int(fd), o.p)
+		o.n, o.err = rawRead(int(fd), o.p)
 		if !errors.Is(o.err, unix.EINTR) {
 			return
 		}
@@ -76,7 +76,7 @@ func (o *ioOp) doRead(fd uintptr) {
 
 func (o *ioOp) doWritev(fd uintptr) {
 	for {
-		o.n, o.err = unix.Writev(int(fd), o.bufs)
+		o.n, o.err = rawWritev(int(fd), o.bufs)
 		if !errors.Is(o.err, unix.EINTR) {
 			return
 		}

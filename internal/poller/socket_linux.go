@@ -49,7 +49,7 @@ func (s *Socket) Read(p []byte) (int, error) {
 		return 0, errClosed
 	}
 	for {
-		n, err := unix.Read(s.fd, p)
+		n, err := rawRead(s.fd, p)
 		switch {
 		case err == nil && n == 0:
 			return 0, errEOF
@@ -74,7 +74,7 @@ func (s *Socket) Writev(bufs [][]byte) (int, error) {
 		return 0, errClosed
 	}
 	for {
-		n, err := unix.Writev(s.fd, bufs)
+		n, err := rawWritev(s.fd, bufs)
 		switch {
 		case err == nil:
 			return n, nil
