@@ -124,7 +124,10 @@ lean_state() {
   read -r b bh < <(rss_settled "$LPID")
   fill=$("${LEAN_LOAD[@]}" state --addr "$LADDR" "${args[@]}" --size 64 --timeout 240s --json 2>&1 | tail -n 1) || true
   jq -e . >/dev/null 2>&1 <<<"$fill" || fill=$(jq -nc --arg e "$fill" '{error:$e}')
-  sleep 1
+  # sockmq returns a burst's freed memory to the OS once it has been quiet
+  # for 2 s (broker/memtrim.go): the steady state is read after
+  # LEAN_STATE_QUIET seconds without traffic; the peak is VmHWM.
+  sleep "${LEAN_STATE_QUIET:-6}"
   read -r a ah < <(rss_settled "$LPID")
   stop_server "$LPID"
   lean_emit "$(jq -nc --arg srv "$srv" --arg scen "state-$kind" --argjson rep "$rep" --argjson fill "$fill" \
@@ -160,6 +163,10 @@ lean_section() {
     echo "- lean results appended to $LEAN_RESULTS"
   } | tee -a "$OUT/header.md" >&2
 
+  # LEAN_PARTS selects sections: a (idle connections), b (stored state),
+  # c (CPU, latency, cross-protocol); default all.
+  local parts=${LEAN_PARTS:-abc}
+  if [[ $parts == *a* ]]; then
   log "lean (a): idle connections, RSS vs number (fresh server each)"
   for ((r = 1; r <= REPS; r++)); do
     for n in "${scales_mqtt[@]}"; do
@@ -173,6 +180,8 @@ lean_section() {
     done
   done
 
+  fi
+  if [[ $parts == *b* ]]; then
   log "lean (b): stored state, RSS over an empty broker (fresh server each)"
   for ((r = 1; r <= REPS; r++)); do
     for kind in retained queued; do
@@ -180,6 +189,8 @@ lean_section() {
     done
   done
 
+  fi
+  if [[ $parts == *c* ]]; then
   log "lean (c)-(e): CPU per message, latency under load, cross-protocol"
   lean_start sockmq cpu; local smq_pid=$LPID smq_addr=$LADDR smq_url=$LURL
   lean_start mosquitto cpu; local mosq_pid=$LPID mosq_addr=$LADDR
@@ -213,6 +224,7 @@ lean_section() {
     fi
   done
   stop_server "$smq_pid"; stop_server "$mosq_pid"
+  fi
 
   log "lean: report"
   jq -rs --arg run "$LEAN_RUN" -f scripts/bench-lean-report.jq "$LEAN_RESULTS" >"$OUT/lean.md"
