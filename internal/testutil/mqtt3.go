@@ -66,8 +66,8 @@ func (c *Client3) Next(t testing.TB) pahov3.Message {
 	select {
 	case m := <-c.Msgs:
 		return m
-	case <-time.After(5 * time.Second):
-		t.Fatalf("mqtt3: no message within 5s")
+	case <-time.After(MessageWait):
+		t.Fatalf("mqtt3: no message within %v", MessageWait)
 		return nil
 	}
 }

@@ -132,8 +132,8 @@ func (c *Client5) Next(t testing.TB) *paho.Publish {
 	select {
 	case m := <-c.Msgs:
 		return m
-	case <-time.After(5 * time.Second):
-		t.Fatalf("no message received within 5s")
+	case <-time.After(MessageWait):
+		t.Fatalf("no message received within %v", MessageWait)
 		return nil
 	}
 }

@@ -16,6 +16,12 @@ import (
 	"github.com/sockmq/sockmq/broker"
 )
 
+// MessageWait is how long the MQTT test clients' Next waits for a message
+// before failing the test. Packages whose deliveries cross slower paths
+// (the cluster tests: three nodes and three JetStream servers in one
+// process under -race) raise it in their TestMain.
+var MessageWait = 5 * time.Second
+
 // WaitFor polls cond every few milliseconds until it is true or timeout
 // passes, then fails the test with msg.
 func WaitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string) {
