@@ -17,8 +17,11 @@ const pollReadSize = 64 << 10
 
 // tcpListener accepts MQTT connections over TCP, optionally TLS. Plain TCP
 // connections are driven by a poller (Linux: no goroutine per idle
-// connection); TLS connections, and every connection where the poller is
-// unavailable, run a reader goroutine each.
+// connection); TLS connections, every connection where the poller is
+// unavailable, and every connection of a cluster node run a reader
+// goroutine each. In a cluster a QoS 1/2 publish waits for JetStream and a
+// subscribe for the cluster's retained state, and a poller goroutine must
+// never wait: it serves many connections.
 type tcpListener struct {
 	s    *Server
 	id   string
@@ -39,12 +42,17 @@ func listenTCP(s *Server, id, address string, tc *tls.Config) (*tcpListener, err
 	// no more than its handshake answered with "server busy".
 	ln = s.gate.listener(ln, false, answerMQTTBusy(tc, s.refusedBusy))
 	l := &tcpListener{s: s, id: id, ln: ln, done: make(chan struct{})}
-	if tc != nil {
+	switch {
+	case tc != nil:
 		l.ln = tls.NewListener(ln, tc)
-	} else if g, err := poller.New(0, pollReadSize); err == nil {
-		l.poll = g
-	} else if !errors.Is(err, poller.ErrUnsupported) {
-		s.log.Warn("no poller: MQTT connections get a goroutine each", "listener", id, "error", err)
+	case s.backplane != nil:
+		// Cluster node: packet handlers may wait (see tcpListener).
+	default:
+		if g, err := poller.New(0, pollReadSize); err == nil {
+			l.poll = g
+		} else if !errors.Is(err, poller.ErrUnsupported) {
+			s.log.Warn("no poller: MQTT connections get a goroutine each", "listener", id, "error", err)
+		}
 	}
 	return l, nil
 }
