@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/sockmq/sockmq/internal/netutil"
 )
 
 // Config is the cluster: section of sockmq's configuration. A nil *Config
@@ -159,7 +161,7 @@ func (c *Config) Validate() error {
 	if e := c.Embedded; e != nil {
 		if _, _, err := net.SplitHostPort(e.Listen); err != nil {
 			add("embedded.listen", "%q must be host:port (the route listener): %v", e.Listen, err)
-		} else if !isLoopback(e.Listen) && e.Auth.User == "" && e.Auth.CertFile == "" {
+		} else if !netutil.IsLoopback(e.Listen) && e.Auth.User == "" && e.Auth.CertFile == "" {
 			add("embedded.auth", "required because embedded.listen %s is not a loopback address: set auth.user and auth.password (shared by every node) or auth.cert_file, auth.key_file and auth.ca_file", e.Listen)
 		}
 		if len(e.Routes) == 0 {
@@ -258,16 +260,4 @@ func checkURL(s string, schemes ...string) error {
 		return fmt.Errorf("%q must look like %s://host:port", s, schemes[0])
 	}
 	return nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -27,6 +26,7 @@ import (
 	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
 	"github.com/sockmq/sockmq/cluster"
+	"github.com/sockmq/sockmq/internal/netutil"
 	"github.com/sockmq/sockmq/lwt"
 )
 
@@ -243,21 +243,9 @@ func (f File) checkExposure() error {
 		{"listeners.mqtt_tls.address", f.Listeners.MQTTTLS.Address},
 		{"listeners.http.address", f.Listeners.HTTP.Address},
 	} {
-		if l.addr != "" && !isLoopback(l.addr) {
+		if l.addr != "" && !netutil.IsLoopback(l.addr) {
 			return fmt.Errorf("%s: %s is not loopback and no auth.password_file is set; set auth.password_file, or auth.allow_anonymous: true to accept anonymous clients from the network", l.key, l.addr)
 		}
 	}
 	return nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
