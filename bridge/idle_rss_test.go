@@ -143,9 +143,20 @@ func openIdleSockets(t *testing.T, addr, path, prefix string, n int) []*rawSC {
 }
 
 func dialRawSC(addr, path, channel string) (*rawSC, error) {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	r, br, err := dialRawSCQuiet(addr, path, channel)
 	if err != nil {
 		return nil, err
+	}
+	go r.answerPings(br)
+	return r, nil
+}
+
+// dialRawSCQuiet is dialRawSC without the ping answerer: the caller reads
+// what follows from the returned reader.
+func dialRawSCQuiet(addr, path, channel string) (*rawSC, *bufio.Reader, error) {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	var key [16]byte
@@ -156,17 +167,17 @@ func dialRawSC(addr, path, channel string) (*rawSC, error) {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("upgrade: %w", err)
+		return nil, nil, fmt.Errorf("upgrade: %w", err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		c.Close()
-		return nil, fmt.Errorf("upgrade: %s", resp.Status)
+		return nil, nil, fmt.Errorf("upgrade: %s", resp.Status)
 	}
 	r := &rawSC{c: c}
 	sub := fmt.Sprintf(`{"event":"#subscribe","data":{"channel":%q},"cid":2}`, channel)
 	if _, err := c.Write(append(maskedText(`{"event":"#handshake","data":{"authToken":null},"cid":1}`), maskedText(sub)...)); err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	// Wait for both answers (possibly batched in one frame).
 	var seen []byte
@@ -174,21 +185,20 @@ func dialRawSC(addr, path, channel string) (*rawSC, error) {
 		op, p, err := readServerFrame(br)
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("handshake/subscribe answers: %w", err)
+			return nil, nil, fmt.Errorf("handshake/subscribe answers: %w", err)
 		}
 		if op == 8 {
 			c.Close()
-			return nil, fmt.Errorf("closed by the server: %q", p)
+			return nil, nil, fmt.Errorf("closed by the server: %q", p)
 		}
 		if bytes.Contains(p, []byte(`"error"`)) {
 			c.Close()
-			return nil, fmt.Errorf("refused: %s", p)
+			return nil, nil, fmt.Errorf("refused: %s", p)
 		}
 		seen = append(seen, p...)
 	}
 	_ = c.SetDeadline(time.Time{})
-	go r.answerPings(br)
-	return r, nil
+	return r, br, nil
 }
 
 func (r *rawSC) answerPings(br *bufio.Reader) {

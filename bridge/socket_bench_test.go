@@ -9,7 +9,7 @@ import (
 
 // benchStack is a bridge whose sockets are pinged rarely, so that raw
 // benchmark clients need not read after their setup.
-func benchStack(b *testing.B) *stack {
+func benchStack(b testing.TB) *stack {
 	cfg := testConfig()
 	cfg.PingInterval = 10 * time.Minute
 	cfg.PingTimeout = 20 * time.Minute

@@ -20,8 +20,10 @@ const (
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
 
-// enqueue queues frames for the writer, together (so that they go out in
-// one batch when the writer is idle). It never blocks. A socket whose queue
+// enqueue hands frames to the socket, together (so that they go out in
+// one batch). When nothing is queued or being written, the caller writes
+// them at once without blocking (writeDirect); otherwise they are queued
+// for the writer goroutine. It never blocks. A socket whose queue
 // would exceed max_queue_bytes is closed as a slow consumer. It returns
 // false when the frames were not queued.
 func (s *socket) enqueue(frames ...[]byte) bool {
@@ -47,8 +49,14 @@ func (s *socket) enqueue(frames ...[]byte) bool {
 		s.h.log.Info("socket closed: slow consumer", "client", s.id, "remote", s.remote, "max_queue_bytes", s.h.cfg.MaxQueueBytes)
 		return false
 	}
-	s.queue = append(s.queue, frames...)
 	s.queued += n
+	if s.canWriteDirectLocked(len(frames), n) {
+		s.writing = true // the caller is the writer until writeDirect returns
+		s.qmu.Unlock()
+		s.writeDirect(frames, n)
+		return true
+	}
+	s.queue = append(s.queue, frames...)
 	s.startWriterLocked()
 	s.qmu.Unlock()
 	return true
@@ -267,8 +275,22 @@ func (s *socket) closeWritten(req *closeReq) {
 	}
 }
 
-// write writes buf whole, within bridge.write_timeout.
+// write writes buf whole, within bridge.write_timeout. A socket the poller
+// watches is written without blocking first: usually the kernel takes it
+// all, and the blocking write (a deadline timer, the runtime's system-call
+// path) is needed only for what it refuses.
 func (s *socket) write(buf []byte) error {
+	if s.cio != nil {
+		n, err := s.cio.Write(buf)
+		switch {
+		case err == nil && n == len(buf):
+			return nil
+		case err == nil || errors.Is(err, poller.ErrWouldBlock):
+			buf = buf[n:]
+		default:
+			return err
+		}
+	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(s.h.cfg.WriteTimeout))
 	_, err := s.conn.Write(buf)
 	return err

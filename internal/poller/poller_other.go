@@ -103,6 +103,9 @@ func (c *ConnIO) Read([]byte) (int, error) { return 0, ErrUnsupported }
 // Writev reports ErrUnsupported.
 func (c *ConnIO) Writev([][]byte) (int, error) { return 0, ErrUnsupported }
 
+// Write reports ErrUnsupported.
+func (c *ConnIO) Write([]byte) (int, error) { return 0, ErrUnsupported }
+
 // CloseWrite reports ErrUnsupported.
 func (c *ConnIO) CloseWrite() error { return ErrUnsupported }
 

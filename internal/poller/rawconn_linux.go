@@ -56,18 +56,28 @@ type ioOp struct {
 	n      int
 	err    error
 	read   func(fd uintptr)
+	write  func(fd uintptr)
 	writev func(fd uintptr)
 }
 
 var ioOps = sync.Pool{New: func() any {
 	o := &ioOp{}
-	o.read, o.writev = o.doRead, o.doWritev
+	o.read, o.write, o.writev = o.doRead, o.doWrite, o.doWritev
 	return o
 }}
 
 func (o *ioOp) doRead(fd uintptr) {
 	for {
 		o.n, o.err = rawRead(int(fd), o.p)
+		if !errors.Is(o.err, unix.EINTR) {
+			return
+		}
+	}
+}
+
+func (o *ioOp) doWrite(fd uintptr) {
+	for {
+		o.n, o.err = rawWrite(int(fd), o.p)
 		if !errors.Is(o.err, unix.EINTR) {
 			return
 		}
@@ -101,6 +111,25 @@ func (c *ConnIO) Read(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	case err == nil && n == 0 && len(p) > 0:
 		return 0, errEOF
+	case errors.Is(err, unix.EAGAIN):
+		return 0, ErrWouldBlock
+	case err != nil:
+		return 0, err
+	}
+	return n, nil
+}
+
+// Write writes as much of p as the socket takes now; ErrWouldBlock when it
+// took nothing.
+func (c *ConnIO) Write(p []byte) (int, error) {
+	o := ioOps.Get().(*ioOp)
+	defer o.release()
+	o.p = p
+	cerr := c.rc.Control(o.write)
+	n, err := o.n, o.err
+	switch {
+	case cerr != nil:
+		return 0, net.ErrClosed
 	case errors.Is(err, unix.EAGAIN):
 		return 0, ErrWouldBlock
 	case err != nil:

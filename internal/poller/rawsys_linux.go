@@ -47,6 +47,18 @@ func rawRead(fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
+// rawWrite is write(2) on a non-blocking descriptor.
+func rawWrite(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, errnoErr(e)
+	}
+	return int(n), nil
+}
+
 // rawWritev is writev(2) on a non-blocking descriptor.
 func rawWritev(fd int, bufs [][]byte) (int, error) {
 	if len(bufs) > rawIovecs {

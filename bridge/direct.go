@@ -1,0 +1,115 @@
+package bridge
+
+import (
+	"sync"
+
+	"github.com/sockmq/sockmq/internal/ws"
+)
+
+// A frame enqueued for a socket that has nothing queued and no writer is
+// written at once by the goroutine that enqueues it (a publisher's
+// goroutine, for example), with one non-blocking writev: at a steady
+// message rate, starting a writer goroutine per message (and waking it,
+// and Go's blocking write entering the scheduler's system-call path) cost
+// several times what the write itself does. What the kernel does not take
+// at once is left to a writer goroutine as before, so the enqueuer never
+// waits on the network.
+
+// maxDirectFrames is how many frames one direct write carries (enqueue
+// takes a response and an event at most; a larger set is queued).
+const maxDirectFrames = 4
+
+// directIO is the scratch of a direct write: the iovecs (frames, and the
+// brackets and commas of a JSON-array batch) and the WebSocket frame
+// header (server frames have at most 10 header bytes). Pooled, so a
+// direct write allocates nothing and an idle socket holds none.
+type directIO struct {
+	iov [2*maxDirectFrames + 1][]byte
+	hdr [11]byte
+}
+
+var directIOs = sync.Pool{New: func() any { return new(directIO) }}
+
+// The punctuation of a batch, shared by every direct write (read only).
+var (
+	batchComma = []byte{','}
+	batchClose = []byte{']'}
+)
+
+// canWriteDirectLocked reports whether the caller may write frames (n
+// bytes) itself: the socket is watched by the poller (its writes are
+// non-blocking), nothing else is queued or being written (frame order),
+// and the frames fit one batch. The caller holds qmu.
+func (s *socket) canWriteDirectLocked(nframes, n int) bool {
+	return s.cio != nil && nframes > 0 && nframes <= maxDirectFrames && n+nframes+1 <= maxBatchBytes &&
+		!s.writing && !s.connClosed && len(s.queue) == 0 && len(s.partial) == 0 && !s.pongDue && s.pings == 0
+}
+
+// writeDirect writes frames (n bytes in all, counted in s.queued) in one
+// WebSocket text frame without blocking: one frame alone, several as a
+// JSON-array batch, as the writer goroutine would. The caller has set
+// s.writing under qmu and released qmu: it is the socket's writer until
+// this returns. The rest of a short write (all of it when the kernel took
+// nothing, or when the write failed) goes to a writer goroutine, which
+// writes it first (and meets the error, if any, and closes the socket).
+//
+// It never runs cleanup itself: the enqueuer may hold a channel's member
+// lock, which cleanup takes. A socket closed meanwhile is cleaned up on a
+// goroutine of its own.
+func (s *socket) writeDirect(frames [][]byte, n int) {
+	d := directIOs.Get().(*directIO)
+	k := 0
+	if len(frames) == 1 {
+		d.iov[0] = ws.AppendHeader(d.hdr[:0], ws.OpText, n)
+		d.iov[1] = frames[0]
+		k = 2
+	} else {
+		hdr := ws.AppendHeader(d.hdr[:0], ws.OpText, n+len(frames)+1)
+		d.iov[0] = append(hdr, '[')
+		k = 1
+		for i, f := range frames {
+			if i > 0 {
+				d.iov[k] = batchComma
+				k++
+			}
+			d.iov[k] = f
+			k++
+		}
+		d.iov[k] = batchClose
+		k++
+	}
+	iov := d.iov[:k]
+	total := 0
+	for _, b := range iov {
+		total += len(b)
+	}
+	w, err := s.cio.Writev(iov)
+	if err != nil {
+		w = 0
+	}
+
+	s.qmu.Lock()
+	s.queued -= n
+	if w < total {
+		// The rest, in order, before anything queued meanwhile.
+		for _, b := range iov {
+			if w >= len(b) {
+				w -= len(b)
+				continue
+			}
+			s.partial = append(s.partial, b[w:]...)
+			w = 0
+		}
+	}
+	clear(d.iov[:])
+	directIOs.Put(d)
+	s.writing = false
+	if len(s.queue) > 0 || len(s.partial) > 0 || s.pongDue || s.pings != 0 || s.closeReq != nil && !s.closeSent {
+		s.startWriterLocked()
+	}
+	done := s.finishedLocked()
+	s.qmu.Unlock()
+	if done {
+		go s.cleanup()
+	}
+}
