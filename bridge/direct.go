@@ -113,3 +113,33 @@ func (s *socket) writeDirect(frames [][]byte, n int) {
 		go s.cleanup()
 	}
 }
+
+// FlushBatch writes the frames held for the end of a broker read batch
+// (see enqueue): at once, without blocking, when they fit one direct
+// write; a larger set, and anything else due meanwhile (pings, a pong, a
+// close), goes to a writer goroutine. The socket's writer role, held
+// since the frames were queued, passes on. Like writeDirect it never runs
+// cleanup itself.
+func (s *socket) FlushBatch() {
+	s.qmu.Lock()
+	frames := s.queue
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	if s.connClosed || len(s.partial) > 0 || s.pongDue || s.pings != 0 || s.closeReq != nil ||
+		len(frames) == 0 || len(frames) > maxDirectFrames || n+len(frames)+1 > maxBatchBytes {
+		s.writing = false
+		s.startWriterLocked()
+		done := s.finishedLocked()
+		s.qmu.Unlock()
+		if done {
+			go s.cleanup()
+		}
+		return
+	}
+	s.queue, s.spare = s.spare[:0], nil
+	s.qmu.Unlock()
+	s.writeDirect(frames, n)
+	s.written(frames, 0)
+}

@@ -3,6 +3,8 @@ package bridge_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +65,69 @@ func TestOrderAcrossDirectAndQueuedWrites(t *testing.T) {
 	}
 	if next != backlog+after {
 		t.Fatalf("%d messages, want %d", next, backlog+after)
+	}
+}
+
+// rawMQTTBurst connects a raw MQTT 3.1.1 client and sends n QoS 0
+// publishes to topic in one TCP write, so that the broker reads them in
+// one batch. Payloads are {"i":<k>}.
+func rawMQTTBurst(t *testing.T, addr, topic string, n int) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	id := "burst"
+	connect := []byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(id))}
+	if _, err := c.Write(append(connect, id...)); err != nil {
+		t.Fatal(err)
+	}
+	var ack [4]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK %x %v", ack, err)
+	}
+	var burst []byte
+	for i := range n {
+		payload := fmt.Sprintf(`{"i":%d}`, i)
+		burst = append(burst, 0x30, byte(2+len(topic)+len(payload)), 0, byte(len(topic)))
+		burst = append(burst, topic...)
+		burst = append(burst, payload...)
+	}
+	if _, err := c.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Publishes the broker reads in one batch reach a socket in one write:
+// the frames come as JSON-array batches, every message once, in order.
+func TestBrokerReadBatchIsOneWrite(t *testing.T) {
+	st := startStack(t, testConfig(), nil)
+	c := st.connect(t)
+	c.Subscribe("burst")
+	const n = 100
+	rawMQTTBurst(t, st.b.MQTTAddr(), "burst", n)
+	isPub := func(p scproto.Packet) bool { return p.Event == "#publish" }
+	testutil.WaitFor(t, 10*time.Second, func() bool { return c.Count(isPub) >= n }, "the burst read")
+	next := 0
+	for _, p := range c.Packets() {
+		if !isPub(p) {
+			continue
+		}
+		var m struct {
+			I int `json:"i"`
+		}
+		if err := json.Unmarshal(testutil.AsPub(p).Data, &m); err != nil || m.I != next {
+			t.Fatalf("message %d: got %s (%v)", next, testutil.AsPub(p).Data, err)
+		}
+		next++
+	}
+	if next != n {
+		t.Fatalf("%d messages, want %d", next, n)
+	}
+	if c.Batches() == 0 {
+		t.Error("a burst of publishes read in one batch came as one frame per message (no JSON-array batch)")
 	}
 }

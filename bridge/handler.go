@@ -52,6 +52,7 @@ type Handler struct {
 	cfg      Config
 	log      *slog.Logger
 	broker   Broker
+	deferrer BatchDeferrer // nil: the broker has no read batches
 	authz    Authorizer
 	observer Observer
 	metrics  *metrics
@@ -118,6 +119,7 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 	if h.authz == nil {
 		h.authz = openAuthorizer{}
 	}
+	h.deferrer, _ = opts.Broker.(BatchDeferrer)
 	if h.guard == nil {
 		h.guard = limit.NewLoginGuard(limit.LoginGuardConfig{})
 	}

@@ -19,6 +19,24 @@ type Broker interface {
 	Retained(id Identity, filter string) []Message
 }
 
+// BatchDeferrer is optionally implemented by a [Broker] that handles
+// publishes in read batches: the bridge then writes each socket once per
+// batch (every frame the batch brought it in one write) instead of once
+// per message.
+type BatchDeferrer interface {
+	// DeferFlush notes f while a read batch is in progress and calls its
+	// FlushBatch once the batches in progress end (on the goroutine that
+	// ends them); it returns false, and notes nothing, when no batch is in
+	// progress.
+	DeferFlush(f BatchFlusher) bool
+}
+
+// BatchFlusher is what [BatchDeferrer] calls at the end of a batch.
+type BatchFlusher interface {
+	// FlushBatch writes what was held back; it never blocks.
+	FlushBatch()
+}
+
 // Message is an MQTT application message. Its fields mirror the broker's
 // message type field for field, so an adapter can convert it directly.
 type Message struct {

@@ -51,7 +51,17 @@ func (s *socket) enqueue(frames ...[]byte) bool {
 	}
 	s.queued += n
 	if s.canWriteDirectLocked(len(frames), n) {
-		s.writing = true // the caller is the writer until writeDirect returns
+		s.writing = true // the caller (or the batch's end) is the writer
+		if s.h.deferrer != nil {
+			// Held for the end of the broker's read batch, which may
+			// bring this socket more frames: one write for them all.
+			s.queue = append(s.queue, frames...)
+			s.qmu.Unlock()
+			if !s.h.deferrer.DeferFlush(s) {
+				s.FlushBatch()
+			}
+			return true
+		}
 		s.qmu.Unlock()
 		s.writeDirect(frames, n)
 		return true

@@ -16,7 +16,26 @@ type flusher struct {
 	mu      sync.Mutex
 	pending []*conn
 	spare   []*conn
+	// In-process subscribers' flushes (DeferFlush), after the conns.
+	ext      []BatchFlusher
+	extSpare []BatchFlusher
 }
+
+// BatchFlusher is an in-process subscriber's output that waits for the
+// end of the read batches in progress (see Server.DeferFlush).
+type BatchFlusher interface {
+	// FlushBatch writes what was held back. It runs on the goroutine
+	// that ends the last batch (a poller goroutine) and must not block.
+	FlushBatch()
+}
+
+// DeferFlush lets an in-process subscriber (the SocketCluster bridge)
+// coalesce its writes per read batch as the broker does for MQTT
+// subscribers: while a poller handles a batch of publishes, f is noted
+// and its FlushBatch runs once when the batches in progress end. It
+// returns false when no batch is in progress: the caller writes at once.
+// The caller notes f at most once until FlushBatch runs.
+func (s *Server) DeferFlush(f BatchFlusher) bool { return s.flush.laterExt(f) }
 
 // begin marks the start of a read batch.
 func (f *flusher) begin() { f.active.Add(1) }
@@ -44,14 +63,43 @@ func (f *flusher) later(c *conn) bool {
 	return true
 }
 
-// drain writes every noted connection.
+// laterExt is later for an in-process subscriber's flush.
+func (f *flusher) laterExt(b BatchFlusher) bool {
+	if f.active.Load() == 0 {
+		return false
+	}
+	f.mu.Lock()
+	f.ext = append(f.ext, b)
+	f.mu.Unlock()
+	if f.active.Load() == 0 {
+		f.drain()
+	}
+	return true
+}
+
+// drain writes every noted connection, then runs the noted flushes.
 func (f *flusher) drain() {
 	for {
 		f.mu.Lock()
 		p := f.pending
 		if len(p) == 0 {
+			e := f.ext
+			if len(e) == 0 {
+				f.mu.Unlock()
+				return
+			}
+			f.ext, f.extSpare = f.extSpare[:0], nil
 			f.mu.Unlock()
-			return
+			for i, b := range e {
+				b.FlushBatch()
+				e[i] = nil
+			}
+			f.mu.Lock()
+			if f.extSpare == nil && cap(e) <= 4096 {
+				f.extSpare = e[:0]
+			}
+			f.mu.Unlock()
+			continue
 		}
 		f.pending, f.spare = f.spare[:0], nil
 		f.mu.Unlock()

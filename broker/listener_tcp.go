@@ -27,10 +27,8 @@ type tcpListener struct {
 	id   string
 	ln   net.Listener
 	poll *poller.Group // nil: a goroutine per connection
-	// flush coalesces the writes of the poller's connections per batch.
-	flush flusher
-	once  sync.Once
-	done  chan struct{}
+	once sync.Once
+	done chan struct{}
 }
 
 func listenTCP(s *Server, id, address string, tc *tls.Config) (*tcpListener, error) {
@@ -76,7 +74,7 @@ func (l *tcpListener) serve() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if l.poll != nil && l.s.servePolled(l.poll, &l.flush, nc, l.id) {
+		if l.poll != nil && l.s.servePolled(l.poll, &l.s.flush, nc, l.id) {
 			continue
 		}
 		go l.s.serveConn(nc, l.id)

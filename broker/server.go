@@ -55,6 +55,9 @@ type Server struct {
 	ws      *wsListener
 	tcp     *tcpListener
 	tls     *tcpListener
+	// flush coalesces the writes of polled connections (and of in-process
+	// subscribers that ask, DeferFlush) per read batch.
+	flush flusher
 
 	listenersMu sync.Mutex
 	listeners   []func(SessionEvent)

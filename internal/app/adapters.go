@@ -16,6 +16,9 @@ func (a brokerAdapter) Subscribe(filter string, fn func(bridge.Message)) (func()
 	return a.s.Subscribe(filter, func(m broker.Message) { fn(bridge.Message(m)) })
 }
 
+// DeferFlush lets the bridge write each socket once per broker read batch.
+func (a brokerAdapter) DeferFlush(f bridge.BatchFlusher) bool { return a.s.DeferFlush(f) }
+
 func (a brokerAdapter) Retained(id bridge.Identity, filter string) []bridge.Message {
 	ms := a.s.RetainedFor(auth.Identity(id), filter)
 	out := make([]bridge.Message, len(ms))
@@ -49,8 +52,9 @@ func (a authAdapter) AnonymousAllowed() bool { return a.s.AnonymousAllowed() }
 func (a authAdapter) OnReload(fn func())     { a.s.OnReload(fn) }
 
 var (
-	_ bridge.Broker     = brokerAdapter{}
-	_ bridge.Authorizer = authAdapter{}
+	_ bridge.Broker        = brokerAdapter{}
+	_ bridge.BatchDeferrer = brokerAdapter{}
+	_ bridge.Authorizer    = authAdapter{}
 )
 
 // BridgeBroker adapts the broker to the API the bridge declares.
