@@ -89,7 +89,6 @@ func (s *socket) writeDirect(frames [][]byte, n int) {
 	}
 
 	s.qmu.Lock()
-	s.queued -= n
 	if w < total {
 		// The rest, in order, before anything queued meanwhile.
 		for _, b := range iov {
@@ -103,6 +102,15 @@ func (s *socket) writeDirect(frames [][]byte, n int) {
 	}
 	clear(d.iov[:])
 	directIOs.Put(d)
+	s.directDoneLocked(n)
+}
+
+// directDoneLocked ends a direct write of n queued bytes (whose unwritten
+// rest is in s.partial): the writer role passes to a writer goroutine if
+// anything is left to write, and a socket closed meanwhile is cleaned up
+// on a goroutine of its own. The caller holds qmu; it is released.
+func (s *socket) directDoneLocked(n int) {
+	s.queued -= n
 	s.writing = false
 	if len(s.queue) > 0 || len(s.partial) > 0 || s.pongDue || s.pings != 0 || s.closeReq != nil && !s.closeSent {
 		s.startWriterLocked()
@@ -114,9 +122,31 @@ func (s *socket) writeDirect(frames [][]byte, n int) {
 	}
 }
 
+// writeBuffered is writeDirect for more frames than one writev carries:
+// they are copied into a pooled buffer as JSON-array batches (as the
+// writer goroutine would) and written with one non-blocking write.
+func (s *socket) writeBuffered(frames [][]byte, n int) {
+	bp := writeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for rest := frames; len(rest) > 0; {
+		buf, rest = appendBatch(buf, rest)
+	}
+	w, err := s.cio.Write(buf)
+	if err != nil {
+		w = 0
+	}
+	s.qmu.Lock()
+	s.partial = append(s.partial, buf[w:]...)
+	if cap(buf) <= maxPooledWrite {
+		*bp = buf[:0]
+		writeBufs.Put(bp)
+	}
+	s.directDoneLocked(n)
+}
+
 // FlushBatch writes the frames held for the end of a broker read batch
-// (see enqueue): at once, without blocking, when they fit one direct
-// write; a larger set, and anything else due meanwhile (pings, a pong, a
+// (see enqueue) at once, without blocking, up to writeFlushBytes of them;
+// more than that, and anything else due meanwhile (pings, a pong, a
 // close), goes to a writer goroutine. The socket's writer role, held
 // since the frames were queued, passes on. Like writeDirect it never runs
 // cleanup itself.
@@ -128,7 +158,7 @@ func (s *socket) FlushBatch() {
 		n += len(f)
 	}
 	if s.connClosed || len(s.partial) > 0 || s.pongDue || s.pings != 0 || s.closeReq != nil ||
-		len(frames) == 0 || len(frames) > maxDirectFrames || n+len(frames)+1 > maxBatchBytes {
+		len(frames) == 0 || n > writeFlushBytes {
 		s.writing = false
 		s.startWriterLocked()
 		done := s.finishedLocked()
@@ -140,6 +170,10 @@ func (s *socket) FlushBatch() {
 	}
 	s.queue, s.spare = s.spare[:0], nil
 	s.qmu.Unlock()
-	s.writeDirect(frames, n)
+	if len(frames) <= maxDirectFrames && n+len(frames)+1 <= maxBatchBytes {
+		s.writeDirect(frames, n)
+	} else {
+		s.writeBuffered(frames, n)
+	}
 	s.written(frames, 0)
 }

@@ -324,25 +324,7 @@ func (s *socket) written(frames [][]byte, n int) {
 // returns what is left to write.
 func (s *socket) writeFrames(buf []byte, frames [][]byte) ([]byte, error) {
 	for len(frames) > 0 {
-		k, size := 1, len(frames[0])
-		for k < len(frames) && size+len(frames[k])+1 <= maxBatchBytes-2 {
-			size += len(frames[k]) + 1
-			k++
-		}
-		if k == 1 {
-			buf = ws.AppendFrame(buf, ws.OpText, frames[0])
-		} else {
-			buf = ws.AppendHeader(buf, ws.OpText, size+2)
-			buf = append(buf, '[')
-			for i := 0; i < k; i++ {
-				if i > 0 {
-					buf = append(buf, ',')
-				}
-				buf = append(buf, frames[i]...)
-			}
-			buf = append(buf, ']')
-		}
-		frames = frames[k:]
+		buf, frames = appendBatch(buf, frames)
 		if len(buf) >= writeFlushBytes {
 			if err := s.write(buf); err != nil {
 				return buf[:0], err
@@ -351,4 +333,27 @@ func (s *socket) writeFrames(buf []byte, frames [][]byte) ([]byte, error) {
 		}
 	}
 	return buf, nil
+}
+
+// appendBatch appends the first of frames to buf as one WebSocket text
+// frame: alone, or with the frames after it as a JSON array of at most
+// maxBatchBytes. It returns the frames not taken.
+func appendBatch(buf []byte, frames [][]byte) ([]byte, [][]byte) {
+	k, size := 1, len(frames[0])
+	for k < len(frames) && size+len(frames[k])+1 <= maxBatchBytes-2 {
+		size += len(frames[k]) + 1
+		k++
+	}
+	if k == 1 {
+		return ws.AppendFrame(buf, ws.OpText, frames[0]), frames[1:]
+	}
+	buf = ws.AppendHeader(buf, ws.OpText, size+2)
+	buf = append(buf, '[')
+	for i := 0; i < k; i++ {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, frames[i]...)
+	}
+	return append(buf, ']'), frames[k:]
 }
