@@ -24,10 +24,17 @@
 //     epoll) keeps one reader goroutine for its life instead.
 //   - Writes: everyone hands frames to the socket through a per-socket
 //     queue bounded in bytes (bridge.max_queue_bytes); enqueueing never
-//     blocks, and a socket that cannot keep up is closed with 4100. A
-//     writer goroutine exists only while something is queued: it writes
-//     the queue (JSON-array batches), pings, pongs and the close frame,
-//     and ends when the queue is empty. It is the only writer.
+//     blocks, and a socket that cannot keep up is closed with 4100. When
+//     nothing is queued or being written, the enqueuing goroutine writes
+//     the frames itself with one non-blocking write (direct.go); with a
+//     broker that reads publishes in batches ([BatchDeferrer]) that write
+//     waits for the end of the batch, so that a socket gets one write per
+//     batch (FlushBatch, on the goroutine that ends the batch). Whatever
+//     the kernel does not take at once goes to a writer goroutine, which
+//     exists only while something is queued: it writes the queue
+//     (JSON-array batches), pings, pongs and the close frame, and ends
+//     when the queue is empty. One writer at a time (the s.writing role),
+//     so frames keep their order.
 //   - Time: one ping wheel per handler (one goroutine) sends every socket
 //     its pings and closes sockets that miss the handshake or pong
 //     timeout; inbound traffic only stores a timestamp.
