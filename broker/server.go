@@ -44,7 +44,9 @@ type Server struct {
 	subs     subIndex
 	retained retainedStore
 	clock    *clock
-	trim     memTrimmer // used by the clock's goroutine only
+	trim     memTrimmer     // used by the clock's goroutine only
+	trimming atomic.Bool    // a trim's goroutine is running
+	trimWG   sync.WaitGroup // the trim's goroutine
 	// backplane joins a cluster (nil: a single node); set before Start.
 	backplane   Backplane
 	healthParts []healthPart
@@ -320,6 +322,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.tcp.closePoller()
 			s.writers.Wait()
 			s.clock.close()
+			s.trimWG.Wait() // the clock's stop ends a release; the store must outlive it
 			if s.store != nil {
 				if err := s.store.Close(); err != nil {
 					s.log.Error("closing the store", "error", err)
