@@ -24,6 +24,9 @@ func TestOrderAcrossDirectAndQueuedWrites(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxQueueBytes = 64 << 20
 	cfg.PingTimeout = 60 * time.Second
+	// A paused reader must not trip the write timeout while a slow (race
+	// detector, loaded machine) publisher is still filling the backlog.
+	cfg.WriteTimeout = 60 * time.Second
 	st := startStack(t, cfg, nil)
 	c := st.connect(t)
 	c.Subscribe("seq")
@@ -43,7 +46,9 @@ func TestOrderAcrossDirectAndQueuedWrites(t *testing.T) {
 	stop := testutil.PauseReader(c)
 	publish(0, backlog)
 	close(stop)
-	testutil.WaitFor(t, 60*time.Second, func() bool { return c.Count(isPub) >= backlog }, "the backlog read")
+	if !waitCount(c, isPub, backlog, 60*time.Second) {
+		t.Fatalf("backlog: %d of %d messages read", c.Count(isPub), backlog)
+	}
 	publish(backlog, backlog+after) // one at a time, mostly written at once
 	testutil.WaitFor(t, 30*time.Second, func() bool { return c.Count(isPub) >= backlog+after }, "the later messages read")
 
@@ -130,4 +135,16 @@ func TestBrokerReadBatchIsOneWrite(t *testing.T) {
 	if c.Batches() == 0 {
 		t.Error("a burst of publishes read in one batch came as one frame per message (no JSON-array batch)")
 	}
+}
+
+// waitCount polls until c has at least n packets matching pred.
+func waitCount(c *testutil.SCClient, pred func(scproto.Packet) bool, n int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for c.Count(pred) < n {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
