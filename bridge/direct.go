@@ -89,6 +89,7 @@ func (s *socket) writeDirect(frames [][]byte, n int) {
 	}
 
 	s.qmu.Lock()
+	rest := len(s.partial)
 	if w < total {
 		// The rest, in order, before anything queued meanwhile.
 		for _, b := range iov {
@@ -102,15 +103,18 @@ func (s *socket) writeDirect(frames [][]byte, n int) {
 	}
 	clear(d.iov[:])
 	directIOs.Put(d)
-	s.directDoneLocked(n)
+	s.directDoneLocked(n, len(s.partial)-rest)
 }
 
-// directDoneLocked ends a direct write of n queued bytes (whose unwritten
-// rest is in s.partial): the writer role passes to a writer goroutine if
-// anything is left to write, and a socket closed meanwhile is cleaned up
-// on a goroutine of its own. The caller holds qmu; it is released.
-func (s *socket) directDoneLocked(n int) {
-	s.queued -= n
+// directDoneLocked ends a direct write of n queued bytes whose unwritten
+// rest (rest bytes) is in s.partial, where it still counts against
+// max_queue_bytes until the writer has written it: the writer role passes
+// to a writer goroutine if anything is left to write, and a socket closed
+// meanwhile is cleaned up on a goroutine of its own. The caller holds qmu;
+// it is released.
+func (s *socket) directDoneLocked(n, rest int) {
+	s.queued += rest - n
+	s.partialQueued += rest
 	s.writing = false
 	if len(s.queue) > 0 || len(s.partial) > 0 || s.pongDue || s.pings != 0 || s.closeReq != nil && !s.closeSent {
 		s.startWriterLocked()
@@ -141,7 +145,7 @@ func (s *socket) writeBuffered(frames [][]byte, n int) {
 		*bp = buf[:0]
 		writeBufs.Put(bp)
 	}
-	s.directDoneLocked(n)
+	s.directDoneLocked(n, len(buf)-w)
 }
 
 // FlushBatch writes the frames held for the end of a broker read batch

@@ -52,6 +52,10 @@ func TestOrderAcrossDirectAndQueuedWrites(t *testing.T) {
 	publish(backlog, backlog+after) // one at a time, mostly written at once
 	testutil.WaitFor(t, 30*time.Second, func() bool { return c.Count(isPub) >= backlog+after }, "the later messages read")
 
+	// Everything written: nothing counts against max_queue_bytes any
+	// more (a leak there would close healthy sockets as slow consumers).
+	testutil.WaitFor(t, 5*time.Second, func() bool { return st.h.QueuedBytesForTest() == 0 }, "queued bytes back to 0")
+
 	next := 0
 	for _, p := range c.Packets() {
 		if !isPub(p) {
@@ -132,6 +136,7 @@ func TestBrokerReadBatchIsOneWrite(t *testing.T) {
 	if next != n {
 		t.Fatalf("%d messages, want %d", next, n)
 	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { return st.h.QueuedBytesForTest() == 0 }, "queued bytes back to 0")
 	if c.Batches() == 0 {
 		t.Error("a burst of publishes read in one batch came as one frame per message (no JSON-array batch)")
 	}

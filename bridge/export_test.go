@@ -8,3 +8,16 @@ func (h *Handler) SignTokenForTest(user string, iat, exp int64) string {
 	stamp, _ := h.authz.CredentialStamp(user)
 	return h.signer.encode(tokenClaims{Username: user, IAT: iat, EXP: exp, JTI: newTokenID(), Cred: h.signer.credMark(user, stamp)})
 }
+
+// QueuedBytesForTest returns the bytes counted against max_queue_bytes
+// over every socket (queued, being written, or the rest of a short
+// write).
+func (h *Handler) QueuedBytesForTest() int {
+	n := 0
+	for _, s := range h.snapshot() {
+		s.qmu.Lock()
+		n += s.queued
+		s.qmu.Unlock()
+	}
+	return n
+}

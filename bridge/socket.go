@@ -129,23 +129,26 @@ type socket struct {
 
 	// qmu guards the outbound queue, the close state and which goroutines
 	// run for the socket.
-	qmu        sync.Mutex
-	queue      [][]byte
-	spare      [][]byte
-	queued     int    // bytes in queue and being written
-	pings      uint8  // pings to send (pingV1, pingV2)
-	pong       []byte // payload of the WebSocket ping to answer
-	pongDue    bool
-	partial    []byte // the rest of a frame a non-blocking write did not finish
-	closeReq   *closeReq
-	closeSent  bool // the writer is done with the close decision
-	closeRecv  bool // the client's close frame arrived
-	connClosed bool
-	cleaned    bool
-	reading    bool // a reader goroutine runs
-	stopRead   bool // nothing more is read (the client's close arrived)
-	writing    bool // a writer goroutine runs
-	grace      *time.Timer
+	qmu     sync.Mutex
+	queue   [][]byte
+	spare   [][]byte
+	queued  int    // bytes in queue and being written
+	pings   uint8  // pings to send (pingV1, pingV2)
+	pong    []byte // payload of the WebSocket ping to answer
+	pongDue bool
+	partial []byte // the rest of a frame a non-blocking write did not finish
+	// partialQueued is how many bytes of partial count in queued (the
+	// rest of a direct write; a ping's rest does not count).
+	partialQueued int
+	closeReq      *closeReq
+	closeSent     bool // the writer is done with the close decision
+	closeRecv     bool // the client's close frame arrived
+	connClosed    bool
+	cleaned       bool
+	reading       bool // a reader goroutine runs
+	stopRead      bool // nothing more is read (the client's close arrived)
+	writing       bool // a writer goroutine runs
+	grace         *time.Timer
 
 	// Ping wheel state, guarded by the wheel's lock (nextPing: the wheel
 	// goroutine only).

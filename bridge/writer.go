@@ -193,6 +193,8 @@ func (s *socket) writeLoop() {
 		}
 		buf := append((*bp)[:0], s.partial...) // the rest of a frame comes first
 		s.partial = s.partial[:0]
+		pq := s.partialQueued
+		s.partialQueued = 0
 		if pongDue {
 			buf = ws.AppendFrame(buf, ws.OpPong, s.pong)
 		}
@@ -229,7 +231,7 @@ func (s *socket) writeLoop() {
 			err = s.write(buf)
 		}
 		*bp = buf[:0]
-		s.written(frames, n)
+		s.written(frames, n+pq)
 		if err != nil {
 			s.writeFailed(err)
 			return
