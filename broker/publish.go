@@ -25,6 +25,7 @@ func (c *conn) handlePublish(fh packets.FixedHeader, body []byte) error {
 		return packets.ErrProtocolViolationNoPacketID
 	}
 	s.metrics.messagesIn.Add(1)
+	c.published = true
 
 	// Topic aliases [MQTT-3.3.2-12].
 	t := pk.TopicName
@@ -373,6 +374,7 @@ func (s *Server) sendQueued(sess *session, c *conn, now time.Time) {
 			}
 		})
 	}
+	s.throttle.account(sess)
 	if sent {
 		c.kick()
 	}
@@ -390,6 +392,7 @@ func (s *Server) drop(sess *session, e *outEntry) {
 	}
 	sess.complete(e)
 	s.metrics.queued.Add(-1)
+	s.throttle.account(sess)
 }
 
 // resend restarts delivery on a new connection: every entry not completed
@@ -408,6 +411,9 @@ func (c *conn) handleAck(typ byte, pid uint16, reason byte) error {
 	sess := c.sess
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	if typ != packets.Pubrel {
+		s.throttle.progress(sess, time.Now().UnixNano())
+	}
 	switch typ {
 	case packets.Pubrel: // inbound QoS 2, step 3
 		if _, ok := sess.in2[pid]; !ok {

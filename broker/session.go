@@ -95,6 +95,14 @@ type session struct {
 
 	in2 map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
 
+	// The publisher throttle's view (throttle.go): the entries counted
+	// in its backlog, when the client last acknowledged anything (unix
+	// nanoseconds), and whether it stopped counting for acknowledging
+	// nothing for too long.
+	backlog int32
+	stalled bool
+	lastAck int64
+
 	will           *pendingWill
 	disconnectedAt time.Time
 	gone           bool // removed from the session table
