@@ -196,6 +196,9 @@ func (s *session) clearQueue() int {
 
 // find returns the index of the entry with seq, or -1.
 func (s *session) find(seq uint64) int {
+	if s.head < len(s.queue) && s.queue[s.head].seq == seq {
+		return s.head // the oldest: acknowledgements mostly come in order
+	}
 	q := s.queue[s.head:]
 	i, ok := slices.BinarySearchFunc(q, seq, func(e outEntry, seq uint64) int { return cmp.Compare(e.seq, seq) })
 	if !ok {
