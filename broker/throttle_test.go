@@ -2,7 +2,17 @@ package broker
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -111,6 +121,11 @@ func startPublisher(t *testing.T, s *Server, id, topic string, n, size int, ahea
 	if err != nil || code != 0 {
 		t.Fatalf("connect %s: %v (code %d)", id, err, code)
 	}
+	return runPublisher(t, rc, topic, n, size, ahead)
+}
+
+// runPublisher starts publishing on a connected client.
+func runPublisher(t *testing.T, rc *rawClient, topic string, n, size int, ahead func(sent int) bool) *pipelinedPublisher {
 	p := &pipelinedPublisher{c: rc.c, werr: make(chan error, 1), closed: make(chan struct{})}
 	go func() {
 		defer close(p.closed)
@@ -253,5 +268,76 @@ func TestThrottleReleasesWhenSubscribersStall(t *testing.T) {
 	}
 	if s.throttle.on.Load() || s.throttle.backlog.Load() != 0 {
 		t.Fatalf("throttle engaged %v with backlog %d after every subscriber stalled", s.throttle.on.Load(), s.throttle.backlog.Load())
+	}
+}
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1 and its key
+// into dir.
+func writeTestCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// A publisher served by a reader goroutine (MQTT over TLS; also WebSocket
+// and cluster nodes) is held by the throttle the same way.
+func TestThrottlePausesGoroutineServedPublisher(t *testing.T) {
+	const limit, n, nsubs = 1000, 3000, 4
+	cert, key := writeTestCert(t, t.TempDir())
+	s := benchBroker(t, nil, func(c *Config) {
+		c.Limits.ThrottleQueued = limit
+		c.Listeners.MQTTTLS = TLSListener{Address: "127.0.0.1:0", CertFile: cert, KeyFile: key}
+	})
+	s.throttle.stallAfter.Store(int64(time.Minute))
+	subs := make([]*ackingSub, nsubs)
+	for i := range subs {
+		subs[i] = newAckingSub(t, s, "tsub"+strconv.Itoa(i), "th/tls", false)
+	}
+	tc, err := tls.Dial("tcp", s.TLSAddr(), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's own certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &rawClient{c: tc, r: bufio.NewReader(tc)}
+	if _, err := tc.Write(connectPacket("tlspub", "", "", true)); err != nil {
+		t.Fatal(err)
+	}
+	if h, body, err := readPacket(rc.r); err != nil || h != 0x20 || len(body) != 2 || body[1] != 0 {
+		t.Fatalf("CONNACK: %x %x %v", h, body, err)
+	}
+	pub := runPublisher(t, rc, "th/tls", n, 1024, nil)
+
+	waitFor(t, 10*time.Second, "the publisher to be paused", func() bool { return s.throttle.pauses.Load() > 0 })
+	if in := s.metrics.messagesIn.Load(); in >= n {
+		t.Fatalf("the broker read all %d publishes although its subscribers were %d messages behind (limit %d)", in, s.throttle.backlog.Load(), limit)
+	}
+	for _, sub := range subs {
+		sub.startAcking()
+	}
+	waitFor(t, 30*time.Second, "every PUBACK", func() bool { return pub.acks.Load() == n })
+	for i, sub := range subs {
+		waitFor(t, 10*time.Second, "subscriber "+strconv.Itoa(i)+" to get every message", func() bool { return sub.got.Load() == n })
+	}
+	if d := s.metrics.inflightDropped.Load(); d != 0 {
+		t.Fatalf("%d messages dropped", d)
 	}
 }
