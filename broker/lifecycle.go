@@ -174,6 +174,25 @@ func (s *Server) publishWill(clientID, owner string, w *pendingWill) {
 	s.metrics.willsSent.Add(1)
 }
 
+// publishWillFromClock publishes a will that the clock's goroutine found
+// due. On a cluster node publishing one waits for the cluster (the claim in
+// its will store, the retained copy of a retained will), bounded by the
+// cluster's timeouts but long enough to hold up every other timer
+// (keepalives, expiries, other wills) if it ran on the clock: there it runs
+// on a goroutine of its own, which Shutdown waits for. A single node
+// publishes at once.
+func (s *Server) publishWillFromClock(clientID, owner string, w *pendingWill) {
+	if s.backplane == nil && s.cluster == nil {
+		s.publishWill(clientID, owner, w)
+		return
+	}
+	s.willWG.Add(1)
+	go func() {
+		defer s.willWG.Done()
+		s.publishWill(clientID, owner, w)
+	}()
+}
+
 // willDue runs when a delayed will's time has come (or the session
 // expires first): it is published unless the session reconnected.
 func (s *Server) willDue(sess *session, gen uint64) {
@@ -188,7 +207,7 @@ func (s *Server) willDue(sess *session, gen uint64) {
 		s.store.Write(func(wr *store.Writer) { wr.PutSession(s.sessionRecord(sess)) })
 	}
 	sess.mu.Unlock()
-	s.publishWill(sess.id, sess.owner, w)
+	s.publishWillFromClock(sess.id, sess.owner, w)
 }
 
 // sessionExpired ends a session whose expiry passed while it was offline;
@@ -203,7 +222,7 @@ func (s *Server) sessionExpired(sess *session, gen uint64) {
 	sess.will = nil
 	sess.mu.Unlock()
 	if w != nil {
-		s.publishWill(sess.id, sess.owner, w)
+		s.publishWillFromClock(sess.id, sess.owner, w)
 	}
 	s.endSession(sess)
 	s.log.Debug("session expired", "client", sess.id)

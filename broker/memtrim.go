@@ -1,7 +1,7 @@
 package broker
 
 import (
-	"runtime/debug"
+	"runtime"
 	rtmetrics "runtime/metrics"
 	"time"
 )
@@ -10,17 +10,30 @@ import (
 // (the background scavenger keeps about 10% over the heap goal, and a heap
 // that grew during a burst keeps its goal until the next collections), and
 // pages of the store's memory map stay resident after a transaction read
-// them. A broker that took a burst of retained or queued messages and then
-// went quiet would so keep tens of MiB it no longer uses. Once a second,
-// on the engine's clock, the trimmer looks at how much was allocated: after
-// at least trimAfter bytes since the last trim (or a quarter of the live
-// heap, if more: a forced collection costs in proportion to the live heap,
-// so a large broker is not collected every 16 MiB) and trimQuietSamples
-// consecutive seconds with less than trimQuietRate bytes allocated, it
-// returns freed memory to the OS (debug.FreeOSMemory) and drops the
-// store's mapped pages (store.ReleaseMemory). A busy broker is never
-// trimmed: the garbage collector paces it, and releasing pages it is about
-// to use again would only cost page faults.
+// them. A broker that took a burst of retained or queued messages (or of
+// connections) and then went quiet would so keep tens of MiB it no longer
+// uses. Once a second, on the engine's clock, the trimmer looks at how much
+// was allocated: after at least trimAfter bytes since the last trim (or a
+// quarter of the live heap, if more: a collection costs in proportion to
+// the live heap, so a large broker is not collected every 16 MiB) and
+// trimQuietSamples consecutive seconds with less than trimQuietRate bytes
+// allocated, it starts a trim on a goroutine of its own.
+//
+// A trim must not stall the clients it shares the CPU with, which rules
+// out debug.FreeOSMemory: its release of every free page runs without
+// preemption, and with one core (GOMAXPROCS 1) that held every connection
+// for 50-100 ms after a burst of 15,000 connections (measured). Lowering the
+// memory limit to make the runtime release pages is no better: the
+// collector then paces itself against a goal just above the live heap and
+// makes the delivering goroutines assist it (200 ms measured). A trim runs
+// two ordinary, concurrent collections instead (runtime.GC; the first frees
+// the burst's garbage, the second records the heap in use without it), after
+// which the runtime's own background scavenger sees that the process holds
+// more than 10% over the heap in use and returns the rest in small,
+// preemptible steps over the next seconds. Last it drops the store's mapped
+// pages (store.ReleaseMemory). A busy broker is never trimmed: the garbage
+// collector paces it, and releasing pages it is about to use again would
+// only cost page faults.
 const (
 	trimInterval     = time.Second
 	trimAfter        = 16 << 20 // bytes allocated since the last trim
@@ -82,22 +95,30 @@ func (k *clock) startTrim() {
 }
 
 // trimTick is the once-a-second check (on the clock's goroutine); it
-// schedules the next one.
+// schedules the next one. A trim runs on its own goroutine, one at a time.
 func (s *Server) trimTick(now int64) {
 	t := &s.trim
-	if t.due(t.read()) {
-		s.trimMemory()
-		total, _ := t.read()
+	total, live := t.read()
+	if s.trimming.Load() {
+		t.done(total) // what the trim itself allocates is not a burst
+	} else if t.due(total, live) {
 		t.done(total)
+		s.trimming.Store(true)
+		s.trimWG.Add(1)
+		go s.trimMemory()
 	}
 	s.clock.add(timer{at: now + int64(trimInterval), kind: tTrim})
 }
 
-// trimMemory returns freed heap to the OS and drops the store's resident
-// map pages.
+// trimMemory collects twice (see the comment at the top) and drops the
+// store's resident map pages. It runs on its own goroutine.
 func (s *Server) trimMemory() {
+	defer s.trimWG.Done()
+	defer s.trimming.Store(false)
 	start := time.Now()
-	debug.FreeOSMemory()
+	runtime.GC()
+	runtime.GC()
+	gcTook := time.Since(start)
 	var released int64
 	if s.store != nil {
 		var err error
@@ -106,5 +127,5 @@ func (s *Server) trimMemory() {
 		}
 	}
 	s.metrics.memTrims.Add(1)
-	s.log.Debug("memory trimmed", "took", time.Since(start), "store_map_bytes", released)
+	s.log.Debug("memory trimmed", "took", time.Since(start), "gc", gcTook, "store_map_bytes", released)
 }

@@ -32,11 +32,11 @@ func TestMemoryTrimAfterBurst(t *testing.T) {
 	peak := p.RSS(t)
 	trims := p.Metric(t, "sockmq_memory_trims_total")
 	pollSlowly(t, 20*time.Second, func() bool { return p.Metric(t, "sockmq_memory_trims_total") > trims }, "a memory trim after the burst")
-	after := p.RSS(t)
+	// The runtime's scavenger returns the freed pages over the next
+	// seconds, a few MiB at a time.
+	var after int64
+	pollSlowly(t, 30*time.Second, func() bool { after = p.RSS(t); return after < peak-(4<<20) }, "RSS 4 MiB below the peak after the trim")
 	t.Logf("RSS after %d retained messages: %.1f MiB; after the trim: %.1f MiB", retained, float64(peak)/(1<<20), float64(after)/(1<<20))
-	if after >= peak {
-		t.Errorf("RSS %d bytes after the trim, %d before: nothing was returned", after, peak)
-	}
 	// Nothing was lost: the messages are all still retained and served.
 	if n := p.Metric(t, "sockmq_retained_messages"); n < retained { // plus $SYS topics
 		t.Errorf("%v retained messages after the trim, want at least %d", n, retained)

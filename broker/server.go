@@ -45,7 +45,10 @@ type Server struct {
 	retained retainedStore
 	clock    *clock
 	throttle *throttle
-	trim     memTrimmer // used by the clock's goroutine only
+	trim     memTrimmer     // used by the clock's goroutine only
+	trimming atomic.Bool    // a trim's goroutine is running
+	trimWG   sync.WaitGroup // the trim's goroutine
+	willWG   sync.WaitGroup // wills the clock found due on a cluster node (lifecycle.go)
 	// backplane joins a cluster (nil: a single node); set before Start.
 	backplane   Backplane
 	healthParts []healthPart
@@ -319,6 +322,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.tcp.closePoller()
 			s.writers.Wait()
 			s.clock.close()
+			s.trimWG.Wait() // the store must outlive a trim
+			s.willWG.Wait() // and the wills the clock handed off
 			if s.store != nil {
 				if err := s.store.Close(); err != nil {
 					s.log.Error("closing the store", "error", err)

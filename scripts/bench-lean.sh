@@ -28,15 +28,28 @@ LEAN_SRV_PIN=(env)
 
 hwm_kib() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
 
-# rss_settled PID: "RSS HWM" (KiB) once RSS has stopped moving (two
-# readings 0.5 s apart within 0.5%), at most 8 s.
+# rss_settled PID [WINDOW]: "RSS HWM" (KiB) once RSS has stopped moving:
+# readings every 0.5 s, all within 0.5% of each other for WINDOW seconds
+# (default 0.5, i.e. two readings), at most 60 s. Reads after a burst use
+# LEAN_SETTLE (default 4 s): sockmq's trimmer starts 2-3 s after a burst and
+# its pages go back to the OS over the following seconds (broker/memtrim.go),
+# so a shorter window would catch the burst's peak; the same window applies
+# to every server.
 rss_settled() {
-  local pid=$1 prev=0 cur i d
-  for ((i = 0; i < 16; i++)); do
+  local pid=$1 win=${2:-0.5} cur i lo hi need k
+  local -a r=()
+  need=$(awk -v w="$win" 'BEGIN{printf "%d", w / 0.5 + 1}')
+  for ((i = 0; i < 121; i++)); do
     cur=$(rss_kib "$pid")
-    d=$((cur > prev ? cur - prev : prev - cur))
-    if [ "$prev" -gt 0 ] && [ "$d" -le $((prev / 200)) ]; then break; fi
-    prev=$cur
+    r+=("$cur")
+    if [ "${#r[@]}" -ge "$need" ]; then
+      lo=$cur hi=$cur
+      for ((k = ${#r[@]} - need; k < ${#r[@]}; k++)); do
+        [ "${r[k]}" -lt "$lo" ] && lo=${r[k]}
+        [ "${r[k]}" -gt "$hi" ] && hi=${r[k]}
+      done
+      [ $((hi - lo)) -le $((hi / 200)) ] && break
+    fi
     sleep 0.5
   done
   echo "$cur $(hwm_kib "$pid")"
@@ -98,7 +111,7 @@ lean_idle() {
     kill -0 "$lp" 2>/dev/null || break
     sleep 0.1
   done
-  read -r a ah < <(rss_settled "$LPID")
+  read -r a ah < <(rss_settled "$LPID" "${LEAN_SETTLE:-4}")
   rtt1='{}'
   [ "$ready" = 1 ] && rtt1=$(lean_probe "$proto")
   kill "$lp" 2>/dev/null || true
@@ -125,10 +138,11 @@ lean_state() {
   fill=$("${LEAN_LOAD[@]}" state --addr "$LADDR" "${args[@]}" --size 64 --timeout 240s --json 2>&1 | tail -n 1) || true
   jq -e . >/dev/null 2>&1 <<<"$fill" || fill=$(jq -nc --arg e "$fill" '{error:$e}')
   # sockmq returns a burst's freed memory to the OS once it has been quiet
-  # for 2 s (broker/memtrim.go): the steady state is read after
-  # LEAN_STATE_QUIET seconds without traffic; the peak is VmHWM.
-  sleep "${LEAN_STATE_QUIET:-6}"
-  read -r a ah < <(rss_settled "$LPID")
+  # for 2 s (broker/memtrim.go), gradually: the steady state is read after
+  # LEAN_STATE_QUIET seconds without traffic, once RSS has not moved for
+  # LEAN_SETTLE seconds; the peak is VmHWM.
+  sleep "${LEAN_STATE_QUIET:-2}"
+  read -r a ah < <(rss_settled "$LPID" "${LEAN_SETTLE:-4}")
   stop_server "$LPID"
   lean_emit "$(jq -nc --arg srv "$srv" --arg scen "state-$kind" --argjson rep "$rep" --argjson fill "$fill" \
     --argjson b "$b" --argjson bh "$bh" --argjson a "$a" --argjson ah "$ah" \

@@ -16,10 +16,18 @@ import (
 // connLost counts clients whose connection dropped during a run.
 var connLost atomic.Int64
 
-// mqttTransport makes MQTT 3.1.1 clients with paho.mqtt.golang: keepalive
-// 60s, no automatic reconnect, clean sessions, except subscribers when
-// persistent is set.
+// The MQTT client libraries of the load tool (--client).
+const (
+	clientRaw  = "raw"  // the tool's own client (rawconn.go), cheap per message
+	clientPaho = "paho" // paho.mqtt.golang
+)
+
+// mqttTransport makes MQTT 3.1.1 clients with the raw client or with
+// paho.mqtt.golang: keepalive 60s, no automatic reconnect, clean sessions,
+// except subscribers when persistent is set.
 type mqttTransport struct {
+	client     string // clientRaw or clientPaho
+	size       int    // payload size (the raw client's packet limit follows it)
 	addr       string
 	qos        byte
 	user, pass string
@@ -69,7 +77,21 @@ type mqttSub struct{ c pahov3.Client }
 
 func (s *mqttSub) Close() { s.c.Disconnect(50) }
 
-func (t *mqttTransport) newSub(_ context.Context, i int, filter string, _ []string, onMsg func([]byte)) (subscriber, error) {
+func (t *mqttTransport) newSub(ctx context.Context, i int, filter string, topics []string, onMsg func([]byte)) (subscriber, error) {
+	if t.client == clientPaho {
+		return t.newPahoSub(ctx, i, filter, topics, onMsg)
+	}
+	return t.newRawSub(i, filter, onMsg)
+}
+
+func (t *mqttTransport) newPub(ctx context.Context, i int, topic string) (publisher, error) {
+	if t.client == clientPaho {
+		return t.newPahoPub(ctx, i, topic)
+	}
+	return t.newRawPub(i, topic)
+}
+
+func (t *mqttTransport) newPahoSub(_ context.Context, i int, filter string, _ []string, onMsg func([]byte)) (subscriber, error) {
 	// A persistent session may hold messages of an earlier run (same
 	// --sub-id): those on other topics are not ours (nil counts as foreign).
 	h := func(_ pahov3.Client, m pahov3.Message) {
@@ -125,7 +147,7 @@ func waitToken(tok pahov3.Token, timeout time.Duration) error {
 	return tok.Error()
 }
 
-func (t *mqttTransport) newPub(_ context.Context, i int, topic string) (publisher, error) {
+func (t *mqttTransport) newPahoPub(_ context.Context, i int, topic string) (publisher, error) {
 	c, err := t.connect("p", i, nil)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,7 @@ type pubsubOpts struct {
 	label      string
 	persistent bool   // mqtt: subscribers keep persistent sessions
 	subID      string // mqtt: client id prefix of persistent subscribers
+	client     string // MQTT client library: raw or paho
 }
 
 // publisher sends payloads to one topic or channel.
@@ -68,6 +69,7 @@ type transport interface {
 type result struct {
 	Label         string  `json:"label,omitempty"`
 	Kind          string  `json:"kind"`
+	Client        string  `json:"client,omitempty"` // MQTT client library (raw, paho) when MQTT is used
 	Target        string  `json:"target"`
 	Pubs          int     `json:"pubs"`
 	Subs          int     `json:"subs"`
@@ -160,6 +162,7 @@ func pubsubFlags(kind string, stderr io.Writer) (*flag.FlagSet, *pubsubOpts) {
 		fs.StringVar(&o.user, "user", "", "MQTT user name for --mqtt-pub")
 		fs.StringVar(&o.pass, "pass", "", "MQTT password for --mqtt-pub")
 	}
+	fs.StringVar(&o.client, "client", clientRaw, "MQTT client: raw (the tool's own MQTT 3.1.1 client, one reader goroutine per connection, little CPU per message) or paho (paho.mqtt.golang)")
 	fs.IntVar(&o.pubs, "pubs", 1, "number of publishers")
 	fs.IntVar(&o.subs, "subs", 1, "number of subscribers; each receives every publisher's messages")
 	fs.IntVar(&o.msgs, "msgs", 10000, "messages per publisher (0: until --duration)")
@@ -177,7 +180,7 @@ func pubsubFlags(kind string, stderr io.Writer) (*flag.FlagSet, *pubsubOpts) {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: sockmq-load %s [flags]\n\n", kind)
 		if kind == "mqtt" {
-			fmt.Fprint(stderr, "Publishers and subscribers over MQTT 3.1.1 (paho.mqtt.golang), clean sessions (subscribers: persistent\n"+
+			fmt.Fprint(stderr, "Publishers and subscribers over MQTT 3.1.1 (--client raw: the tool's own client; paho: paho.mqtt.golang),\nclean sessions (subscribers: persistent "+
 				"with --persistent), keepalive 60s. With QoS 1/2 every publish's acknowledgement is timed\n"+
 				"(PUBLISH sent -> PUBACK / PUBCOMP received: ack latency).\n\n")
 		} else {
@@ -210,6 +213,12 @@ func (o *pubsubOpts) validate() error {
 		return errors.New("--sub-id needs --persistent")
 	case len(o.subID) > 60:
 		return errors.New("--sub-id must be at most 60 bytes")
+	case o.client != clientRaw && o.client != clientPaho:
+		return errors.New("--client must be raw or paho")
+	case o.inflight > maxInflight:
+		return errors.New("--inflight must be at most 65535 (MQTT packet ids)")
+	case o.size < 0 || o.size > 16<<20:
+		return errors.New("--size must be 0..16777216")
 	}
 	if o.kind == "mqtt" {
 		return checkLoopbackAddr(o.addr)
@@ -247,11 +256,11 @@ func runPubSub(kind string, args []string, stdout, stderr io.Writer) int {
 		o.subID = "sockmq-load-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-s"
 	}
 	if kind == "mqtt" {
-		tr = &mqttTransport{addr: o.addr, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight,
+		tr = &mqttTransport{client: o.client, size: o.size, addr: o.addr, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight,
 			persistent: o.persistent, subID: o.subID}
 	} else {
 		tr = &scTransport{url: o.url, invoke: o.invoke, inflight: o.inflight, mqttPub: o.mqttPub, prefix: o.prefix,
-			mqtt: &mqttTransport{addr: o.mqttPub, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight}}
+			mqtt: &mqttTransport{client: o.client, size: o.size, addr: o.mqttPub, qos: byte(o.qos), user: o.user, pass: o.pass, inflight: o.inflight}}
 	}
 	res := measure(o, tr)
 	if o.jsonOut {
@@ -272,6 +281,42 @@ type runState struct {
 	delivered atomic.Int64 // deliveries to all subscribers, duplicates excluded
 	credit    atomic.Int64 // deliveries given up on (window stalls), so the window moves on
 	stalls    atomic.Int64
+
+	// Publishers waiting for the window publish in winTarget the
+	// delivered count that opens it (0: nobody waits) and wait for winCh
+	// to close; the delivery that reaches the target closes it.
+	winMu     sync.Mutex
+	winCh     chan struct{}
+	winTarget atomic.Int64
+}
+
+// delivery counts one new delivery and wakes the publishers waiting for
+// the window if it opens the window.
+func (st *runState) delivery() {
+	d := st.delivered.Add(1)
+	if t := st.winTarget.Load(); t > 0 && d >= t {
+		st.winMu.Lock()
+		if st.winCh != nil {
+			close(st.winCh)
+			st.winCh = nil
+		}
+		st.winTarget.Store(0)
+		st.winMu.Unlock()
+	}
+}
+
+// windowWaitCh returns the channel to wait on until delivered reaches
+// need (at least; a lower target of another publisher wins).
+func (st *runState) windowWaitCh(need int64) chan struct{} {
+	st.winMu.Lock()
+	defer st.winMu.Unlock()
+	if st.winCh == nil {
+		st.winCh = make(chan struct{})
+	}
+	if t := st.winTarget.Load(); t == 0 || need < t {
+		st.winTarget.Store(need)
+	}
+	return st.winCh
 }
 
 func measure(o *pubsubOpts, tr transport) (res result) {
@@ -279,10 +324,13 @@ func measure(o *pubsubOpts, tr transport) (res result) {
 		Fanout: o.fanout, Window: o.window, Rate: o.rate, Persistent: o.persistent, SubID: o.subID}
 	if o.kind == "sc" && o.mqttPub == "" {
 		res.QoS = 0
+	} else {
+		res.Client = o.client
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	cpu0 := cpuTime()
+	lost0 := connLost.Load()
 	st := &runState{}
 
 	topics := make([]string, o.pubs)
@@ -325,7 +373,7 @@ func measure(o *pubsubOpts, tr transport) (res result) {
 			isNew := t.record(pub, seq, now-sent, now)
 			mu.Unlock()
 			if isNew {
-				st.delivered.Add(1)
+				st.delivery()
 			}
 		}
 		s, err := connectWithRetry(ctx, func() (subscriber, error) { return tr.newSub(ctx, i, filter, subTopics, onMsg) })
@@ -443,7 +491,7 @@ func measure(o *pubsubOpts, tr transport) (res result) {
 	res.AckP50Ms, res.AckP90Ms, res.AckP99Ms = ms(acks.quantile(0.5)), ms(acks.quantile(0.9)), ms(acks.quantile(0.99))
 	res.AckMaxMs, res.AckMeanMs = ms(time.Duration(acks.max)), ms(acks.mean())
 	res.WindowStalls = st.stalls.Load()
-	res.ConnLost = connLost.Load()
+	res.ConnLost = connLost.Load() - lost0
 	cpuEnd := cpuTime()
 	res.ClientCPUSecs = (cpuEnd - cpu0).Seconds()
 	res.SendLagP50Ms, res.SendLagP99Ms = ms(lags.quantile(0.5)), ms(lags.quantile(0.99))
@@ -565,9 +613,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // waitWindow blocks while publishers are more than --window messages ahead
-// of the average subscriber. If deliveries stop for 500ms (messages lost),
-// the missing deliveries are written off so the run goes on; each such
-// event counts as a window stall.
+// of the average subscriber; the delivery that opens the window wakes it.
+// If deliveries stop for 500ms (messages lost), the missing deliveries
+// are written off so the run goes on; each such event counts as a window
+// stall.
 func waitWindow(ctx context.Context, o *pubsubOpts, st *runState) {
 	subs := int64(o.subs)
 	w := int64(o.window)
@@ -577,9 +626,24 @@ func waitWindow(ctx context.Context, o *pubsubOpts, st *runState) {
 	if !ahead() {
 		return
 	}
+	const check = 100 * time.Millisecond // how often progress is checked for a stall
+	t := time.NewTimer(check)
+	defer t.Stop()
 	last, since := st.delivered.Load(), time.Now()
-	for ahead() && ctx.Err() == nil {
-		time.Sleep(50 * time.Microsecond)
+	for ctx.Err() == nil {
+		// The window opens once delivered + credit >= (sent - w + 1) * subs.
+		ch := st.windowWaitCh((st.sent.Load()-w+1)*subs - st.credit.Load())
+		if !ahead() { // checked after the target is published: no wake-up is missed
+			return
+		}
+		select {
+		case <-ch:
+			continue
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			t.Reset(check)
+		}
 		if d := st.delivered.Load(); d != last {
 			last, since = d, time.Now()
 		} else if time.Since(since) > 500*time.Millisecond {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,20 +30,31 @@ type scConn struct {
 	pending map[int64]chan error
 	closed  bool
 
-	onPublish func(data []byte) // raw JSON of the publish data
+	onPublish func(data []byte) // the publish data (valid during the call only)
 	closing   atomic.Bool       // Close was called: the end is not a drop
 	done      chan struct{}
 	errOnce   sync.Once
 	err       error
 }
 
-// dialSC opens a socket and completes the handshake.
+// scMaxFrame bounds a received frame (a payload of the largest --size
+// plus its JSON envelope fits).
+const scMaxFrame = 17 << 20
+
+// dialSC opens a socket and completes the handshake. A subscriber
+// (onPublish set) reads through a 64 KiB buffer, so that one read takes
+// many frames; idle sockets keep 4 KiB.
 func dialSC(ctx context.Context, url string, onPublish func([]byte)) (*scConn, error) {
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	rbuf := 4096
+	if onPublish != nil {
+		rbuf = 64 << 10
+	}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: rbuf, WriteBufferSize: 4096}
 	ws, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, err
 	}
+	ws.SetReadLimit(scMaxFrame)
 	c := &scConn{ws: ws, pending: make(map[int64]chan error), onPublish: onPublish, done: make(chan struct{})}
 	go c.readLoop()
 	if err := c.invoke("#handshake", []byte(`{"authToken":null}`), 10*time.Second); err != nil {
@@ -101,10 +113,35 @@ func (c *scConn) failure() error {
 
 var publishMarker = []byte(`"data":"m`)
 
+// readFrame appends the rest of a frame from r to dst[:0], growing dst
+// only for a frame larger than any before.
+func readFrame(dst []byte, r io.Reader) ([]byte, error) {
+	dst = dst[:0]
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+// readLoop reads every frame into one reused buffer: nothing received is
+// kept after it was handled (onPublish gets a slice of that buffer).
 func (c *scConn) readLoop() {
 	defer close(c.done)
+	msg := make([]byte, 0, 4096)
 	for {
-		_, msg, err := c.ws.ReadMessage()
+		_, r, err := c.ws.NextReader()
+		if err == nil {
+			msg, err = readFrame(msg, r)
+		}
 		if err != nil {
 			c.fail(err)
 			return
