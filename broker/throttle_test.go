@@ -244,6 +244,7 @@ func TestThrottleIgnoresOneSlowSubscriber(t *testing.T) {
 	if d := s.metrics.inflightDropped.Load(); d != n-500 {
 		t.Fatalf("%d messages dropped for the slow subscriber, want %d (all beyond limits.max_inflight)", d, n-500)
 	}
+	waitFor(t, 10*time.Second, "the slow subscriber to read its send window", func() bool { return slow.got.Load() >= defaultSendWindow })
 	if got := slow.got.Load(); got != defaultSendWindow {
 		t.Fatalf("slow subscriber got %d messages, want its send window %d", got, defaultSendWindow)
 	}
