@@ -137,6 +137,7 @@ func (s *Server) deliverRemote(body []byte, group, filter string) (uint64, error
 	}
 	rb.targets = s.targets(m, nil, rb.subs, rb.targets[:0])
 	now := time.Now()
+	rb.enc.reset(m, now.Unix())
 	var gate uint64
 	for i := range rb.targets {
 		tg := &rb.targets[i]
@@ -144,8 +145,9 @@ func (s *Server) deliverRemote(body []byte, group, filter string) (uint64, error
 			tg.sub.fn(m.message())
 			continue
 		}
-		gate = max(gate, s.deliver(tg.sub.sess, m, tg.qos, tg.retain, tg.subIDs, 0, now))
+		gate = max(gate, s.deliver(tg.sub.sess, m, tg.qos, tg.retain, tg.subIDs, 0, now, &rb.enc))
 	}
+	rb.enc.reset(nil, 0)
 	clear(rb.subs)
 	clear(rb.targets)
 	routePool.Put(rb)

@@ -21,6 +21,7 @@ const (
 	tRefuse           // a delayed CONNACK refusal (failed login) is due
 	tSys              // publish $SYS statistics
 	tTrim             // check whether to return memory to the OS (memtrim.go)
+	tThrottle         // look for stalled sessions while publishers are throttled (throttle.go)
 )
 
 type timer struct {
@@ -179,6 +180,10 @@ func (k *clock) fire(t timer, now int64) {
 		if c.state.Load() != stConnected {
 			return
 		}
+		if c.throttled.Load() { // not read on purpose: its silence is not its fault
+			k.add(timer{at: now + int64(c.keepalive*3/2), kind: tKeepalive, c: c})
+			return
+		}
 		due := c.lastRead.Load() + int64(c.keepalive*3/2)
 		if now < due {
 			k.add(timer{at: due, kind: tKeepalive, c: c})
@@ -202,6 +207,8 @@ func (k *clock) fire(t timer, now int64) {
 		k.add(timer{at: now + int64(sysInterval), kind: tSys, gen: t.gen})
 	case tTrim:
 		s.trimTick(now)
+	case tThrottle:
+		s.throttle.sweep(now)
 	}
 }
 

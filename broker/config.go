@@ -136,6 +136,14 @@ type Limits struct {
 	// MaxSessionExpiry caps how long a disconnected persistent session is
 	// kept. Zero (the default) means no cap.
 	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+	// ThrottleQueued is the publisher throttle: when the QoS 1/2 messages
+	// waiting for connected subscribers beyond their send windows, all
+	// sessions together, reach it, the broker stops reading clients that
+	// publish until the backlog is below half of it. A subscriber that
+	// acknowledges nothing for 2s meanwhile stops counting; one slow
+	// subscriber is bounded by MaxInflight instead. Zero means the
+	// default, 65536; -1 turns the throttle off.
+	ThrottleQueued int64 `yaml:"throttle_queued"`
 }
 
 // Persistence configures the embedded store.
@@ -175,6 +183,7 @@ func Defaults() Config {
 			MaxQueuedMessages: 1024,
 			MaxSubscriptions:  10000,
 			MaxInflight:       8192,
+			ThrottleQueued:    defaultThrottleQueued,
 
 			MaxSubscriptionsTotal: 1000000,
 			SubscribeRate:         100,
@@ -257,6 +266,9 @@ func (c Config) Validate() error {
 	if lim.SubscribeBurst < 0 {
 		errs = append(errs, fmt.Errorf("limits.subscribe_burst: %d must be >= 0", lim.SubscribeBurst))
 	}
+	if lim.ThrottleQueued < -1 {
+		errs = append(errs, fmt.Errorf("limits.throttle_queued: %d must be >= -1 (-1 = off, 0 = default)", lim.ThrottleQueued))
+	}
 	if lim.MaxQueuedMessages < 0 {
 		errs = append(errs, fmt.Errorf("limits.max_queued_messages: %d must be >= 0", lim.MaxQueuedMessages))
 	}
@@ -313,6 +325,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Limits.SubscribeBurst == 0 {
 		c.Limits.SubscribeBurst = 1000
+	}
+	if c.Limits.ThrottleQueued == 0 {
+		c.Limits.ThrottleQueued = defaultThrottleQueued
 	}
 	return c
 }

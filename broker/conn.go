@@ -79,9 +79,12 @@ type conn struct {
 
 	// Reader-only state.
 	subRate limit.Bucket // limits.subscribe_rate
-	partial []byte       // an incomplete packet
-	need    int          // bytes the partial packet will have
-	aliases map[uint16]string
+	// published: a PUBLISH was handled since the reader last checked the
+	// publisher throttle.
+	published bool
+	partial   []byte // an incomplete packet
+	need      int    // bytes the partial packet will have
+	aliases   map[uint16]string
 
 	// Output.
 	wmu         sync.Mutex
@@ -91,12 +94,15 @@ type conn struct {
 	pendingAcks int // acks in out not yet written
 	// pubacksQueued counts PUBACKs queued and not yet written.
 	pubacksQueued atomic.Int32
-	writing       bool
-	waitingGate   uint64 // gate a store waiter is registered for
-	closed        bool
-	closeAfter    bool // close once out is written (DISCONNECT queued)
-	written       bool // the last packet was written after closeAfter
-	ackRoom       *sync.Cond
+	// throttled: the publisher throttle holds the reader (a polled
+	// connection is then not armed: whoever clears the flag arms it).
+	throttled   atomic.Bool
+	writing     bool
+	waitingGate uint64 // gate a store waiter is registered for
+	closed      bool
+	closeAfter  bool // close once out is written (DISCONNECT queued)
+	written     bool // the last packet was written after closeAfter
+	ackRoom     *sync.Cond
 
 	detached chan struct{} // closed when the connection is fully cleaned up
 
@@ -149,6 +155,10 @@ func (c *conn) serve() {
 			}
 			c.flush()
 			c.waitAckRoom()
+			if c.published {
+				c.published = false
+				c.s.throttle.wait(c)
+			}
 		}
 		if err != nil {
 			c.fail(err)
@@ -323,6 +333,10 @@ func (c *conn) closeNet() {
 	resume := c.resumeLocked()
 	c.wmu.Unlock()
 	if c.pl != nil {
+		if c.throttled.CompareAndSwap(true, false) {
+			c.s.throttle.forget(c)
+			resume = true // its reader must see the close
+		}
 		c.closePolled(already, resume)
 		return
 	}

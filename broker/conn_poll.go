@@ -148,7 +148,8 @@ func (c *conn) readPolled(buf []byte, batch bool) {
 }
 
 // rearm watches the socket again, unless too many acknowledgements wait
-// for the store: then reading pauses until resume (backpressure).
+// for the store: then reading pauses until resume (backpressure); or
+// unless c published and the publisher throttle is engaged.
 func (c *conn) rearm() {
 	c.wmu.Lock()
 	if c.pendingAcks >= maxPendingAcks && !c.closed {
@@ -157,6 +158,12 @@ func (c *conn) rearm() {
 		return
 	}
 	c.wmu.Unlock()
+	if c.published {
+		c.published = false
+		if c.s.throttle.pause(c) {
+			return // armed again when the throttle releases or c closes
+		}
+	}
 	if err := c.pl.watch.Arm(poller.Readable); err != nil {
 		c.fail(err)
 		go c.cleanupPolled()

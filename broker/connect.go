@@ -301,6 +301,7 @@ func (c *conn) handleConnect(fh packets.FixedHeader, body []byte) error {
 	s.metrics.clients.Add(1)
 	s.clock.watchKeepalive(c)
 	sess.mu.Lock()
+	sess.lastAck, sess.stalled = time.Now().UnixNano(), false
 	s.resend(sess, c)
 	sess.mu.Unlock()
 	s.emit(c.sessionEvent(true))
@@ -450,6 +451,7 @@ func (s *Server) dropSession(sess *session) {
 		sess.persistent = false
 	}
 	n := sess.clearQueue()
+	s.throttle.account(sess)
 	sess.in2 = nil
 	sess.mu.Unlock()
 	s.metrics.queued.Add(-int64(n))

@@ -35,6 +35,11 @@
 //     to the OS (sockmq_memory_trims_total).
 //   - lifecycle.go, clock.go: the end of a connection (wills, session
 //     expiry) and the one goroutine that runs every timer.
+//   - throttle.go, pubcache.go: the broker under load. The publisher
+//     throttle (limits.throttle_queued) stops reading clients that publish
+//     while the QoS 1/2 backlog of connected subscribers, all together, is
+//     too long; a fan-out encodes each PUBLISH once per version and flags
+//     and patches every subscriber's packet id into a copy.
 //   - internal/store: persistence with group commit; restore.go rebuilds
 //     sessions and retained messages from it.
 //   - backplane.go: the Backplane hook that makes the broker one node of

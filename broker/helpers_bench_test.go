@@ -17,7 +17,7 @@ import (
 
 // benchBroker starts a broker with persistence on (as in production) in a
 // fresh directory, MQTT on 127.0.0.1:0 and no HTTP listener.
-func benchBroker(b *testing.B, authz Authorizer, edit func(*Config)) *Server {
+func benchBroker(b testing.TB, authz Authorizer, edit func(*Config)) *Server {
 	b.Helper()
 	cfg := Defaults()
 	cfg.Listeners.MQTT.Address = "127.0.0.1:0"

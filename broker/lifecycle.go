@@ -85,6 +85,7 @@ func (c *conn) cleanup() {
 	sess.online.Store(false)
 	sess.disconnectedAt = now
 	sess.unwire()
+	s.throttle.account(sess) // offline: its backlog no longer counts
 	will := sess.will
 	switch {
 	case cause.reason == ReasonClean:

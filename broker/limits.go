@@ -17,6 +17,7 @@ const (
 	limitSubscribeRate         = "subscribe_rate"
 	limitLoginDelay            = "login_delay"
 	limitClientIDOwner         = "client_id_owner"
+	limitThrottle              = "throttle_queued"
 )
 
 // LoginGuard returns the guard that slows down failed MQTT logins per

@@ -70,6 +70,16 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sockmq_retained_messages", Help: "Retained messages held."}, i64(&m.retained)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sockmq_subscriptions", Help: "MQTT subscriptions held."}, i64(&m.subscriptions)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sockmq_inflight_messages", Help: "QoS 1/2 messages in flight to clients or queued for sessions."}, i64(&m.queued)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sockmq_throttle_backlog_messages", Help: "QoS 1/2 messages waiting for connected subscribers beyond their send windows, as counted by the publisher throttle (limits.throttle_queued)."}, i64(&s.throttle.backlog)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sockmq_throttle_engaged", Help: "1 while publishers are throttled (the backlog reached limits.throttle_queued and is not yet below half of it)."}, func() float64 {
+			if s.throttle.on.Load() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sockmq_throttle_engaged_total", Help: "Times the publisher throttle engaged."}, u64(&s.throttle.engaged)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sockmq_throttle_pauses_total", Help: "Times a publishing client's socket stopped being read because the publisher throttle was engaged."}, u64(&s.throttle.pauses)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sockmq_throttle_stalled_sessions_total", Help: "Sessions whose backlog stopped counting towards the throttle because their client acknowledged nothing for 2s."}, u64(&s.throttle.stalls)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sockmq_memory_trims_total", Help: "Times the broker returned freed memory to the operating system after a burst (16 MiB allocated, then 2 quiet seconds)."}, u64(&m.memTrims)),
 	)
 	_ = reg.Register(collectors.NewGoCollector())

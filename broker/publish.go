@@ -25,6 +25,7 @@ func (c *conn) handlePublish(fh packets.FixedHeader, body []byte) error {
 		return packets.ErrProtocolViolationNoPacketID
 	}
 	s.metrics.messagesIn.Add(1)
+	c.published = true
 
 	// Topic aliases [MQTT-3.3.2-12].
 	t := pk.TopicName
@@ -135,6 +136,7 @@ var routePool = sync.Pool{New: func() any { return &routeBuf{} }}
 type routeBuf struct {
 	subs    []*subscription
 	targets []target
+	enc     pubCache
 }
 
 // route stores m as retained if asked and delivers it to every matching
@@ -153,14 +155,16 @@ func (s *Server) route(m *msg, from *session, sendGate uint64) uint64 {
 	rb.subs = s.subs.match(m.topic, rb.subs[:0])
 	rb.targets = s.targets(m, from, rb.subs, rb.targets[:0])
 	now := time.Now()
+	rb.enc.reset(m, now.Unix())
 	for i := range rb.targets {
 		tg := &rb.targets[i]
 		if tg.sub.fn != nil {
 			tg.sub.fn(m.message())
 			continue
 		}
-		gate = max(gate, s.deliver(tg.sub.sess, m, tg.qos, tg.retain, tg.subIDs, sendGate, now))
+		gate = max(gate, s.deliver(tg.sub.sess, m, tg.qos, tg.retain, tg.subIDs, sendGate, now, &rb.enc))
 	}
+	rb.enc.reset(nil, 0)
 	clear(rb.subs)
 	clear(rb.targets)
 	routePool.Put(rb)
@@ -215,8 +219,9 @@ func (s *Server) targets(m *msg, from *session, subs []*subscription, out []targ
 // deliver gives m to sess: QoS 0 goes straight to its connection (or
 // nowhere when offline); QoS 1/2 is queued, stored for a persistent
 // session, and sent as the send window allows. It returns the store batch
-// holding the queued copy (0 if none).
-func (s *Server) deliver(sess *session, m *msg, qos byte, retain bool, subIDs []uint32, sendGate uint64, now time.Time) uint64 {
+// holding the queued copy (0 if none). pc, if not nil, encodes m once for
+// every session of the fan-out.
+func (s *Server) deliver(sess *session, m *msg, qos byte, retain bool, subIDs []uint32, sendGate uint64, now time.Time, pc *pubCache) uint64 {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	if sess.gone {
@@ -227,7 +232,7 @@ func (s *Server) deliver(sess *session, m *msg, qos byte, retain bool, subIDs []
 		if c == nil {
 			return 0 // QoS 0 is not queued for offline sessions
 		}
-		b, err := encodePublish(m, sess.version, 0, 0, retain, false, subIDs, now.Unix())
+		b, err := pc.encode(m, sess.version, 0, 0, retain, false, subIDs, now.Unix())
 		if err != nil || (c.maxOut > 0 && uint32(len(b)) > c.maxOut) {
 			s.metrics.dropped.Add(1) // too large for this client [MQTT-3.1.2-25]
 			return 0
@@ -278,7 +283,7 @@ func (s *Server) deliver(sess *session, m *msg, qos byte, retain bool, subIDs []
 		s.clock.expireQueued(sess, m)
 	}
 	if c != nil {
-		s.sendQueued(sess, c, now)
+		s.sendQueued(sess, c, now, pc)
 	}
 	return gate
 }
@@ -310,8 +315,8 @@ func (s *Server) window(c *conn) int {
 // entry gets its packet id when first sent; a QoS 2 entry of a persistent
 // session has that id stored before its PUBLISH goes out, so that after a
 // restart it is resent with the same id. The caller holds sess.mu; c is
-// sess's connection.
-func (s *Server) sendQueued(sess *session, c *conn, now time.Time) {
+// sess's connection; pc may be nil.
+func (s *Server) sendQueued(sess *session, c *conn, now time.Time, pc *pubCache) {
 	win := s.window(c)
 	sent := false
 	var sentRecs []*store.OutEntry
@@ -336,7 +341,7 @@ func (s *Server) sendQueued(sess *session, c *conn, now time.Time) {
 				break // every packet id is on the wire: wait for an acknowledgement
 			}
 			sess.unsent++
-			b, err := encodePublish(e.m, c.version, e.qos, e.pid, e.has(efRetain), e.state == store.OutSent, sess.entrySubIDs(e), now.Unix())
+			b, err := pc.encode(e.m, c.version, e.qos, e.pid, e.has(efRetain), e.state == store.OutSent, sess.entrySubIDs(e), now.Unix())
 			if err != nil || (c.maxOut > 0 && uint32(len(b)) > c.maxOut) {
 				s.metrics.dropped.Add(1)
 				s.drop(sess, e)
@@ -373,6 +378,7 @@ func (s *Server) sendQueued(sess *session, c *conn, now time.Time) {
 			}
 		})
 	}
+	s.throttle.account(sess)
 	if sent {
 		c.kick()
 	}
@@ -390,6 +396,7 @@ func (s *Server) drop(sess *session, e *outEntry) {
 	}
 	sess.complete(e)
 	s.metrics.queued.Add(-1)
+	s.throttle.account(sess)
 }
 
 // resend restarts delivery on a new connection: every entry not completed
@@ -399,7 +406,7 @@ func (s *Server) drop(sess *session, e *outEntry) {
 func (s *Server) resend(sess *session, c *conn) {
 	sess.unwire()
 	sess.unsent = sess.head
-	s.sendQueued(sess, c, time.Now())
+	s.sendQueued(sess, c, time.Now(), nil)
 }
 
 // handleAck handles PUBACK, PUBREC, PUBREL and PUBCOMP from the client.
@@ -408,6 +415,9 @@ func (c *conn) handleAck(typ byte, pid uint16, reason byte) error {
 	sess := c.sess
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	if typ != packets.Pubrel {
+		s.throttle.progress(sess, time.Now().UnixNano())
+	}
 	switch typ {
 	case packets.Pubrel: // inbound QoS 2, step 3
 		if _, ok := sess.in2[pid]; !ok {
@@ -442,7 +452,7 @@ func (c *conn) handleAck(typ byte, pid uint16, reason byte) error {
 		typ == packets.Pubcomp && e.qos == 2 && e.state == store.OutReleased,
 		typ == packets.Pubrec && e.qos == 2 && reason >= 0x80:
 		s.drop(sess, e) // done: acknowledged, or refused by the client
-		s.sendQueued(sess, c, time.Now())
+		s.sendQueued(sess, c, time.Now(), nil)
 	case typ == packets.Pubrec && e.qos == 2:
 		var gate uint64
 		if e.state != store.OutReleased {

@@ -44,6 +44,7 @@ type Server struct {
 	subs     subIndex
 	retained retainedStore
 	clock    *clock
+	throttle *throttle
 	trim     memTrimmer     // used by the clock's goroutine only
 	trimming atomic.Bool    // a trim's goroutine is running
 	trimWG   sync.WaitGroup // the trim's goroutine
@@ -103,9 +104,10 @@ func New(cfg Config, auth Authorizer, reg *prometheus.Registry, log *slog.Logger
 	}
 	s.sessions.m = make(map[string]*session)
 	s.clock = newClock(s)
+	s.throttle = newThrottle(s, cfg.Limits.ThrottleQueued)
 	s.metrics = newMetrics(reg, s)
 	s.limits = limit.NewRecorder(reg, log.With("component", "mqtt"), limitOrigins, limitMaxQueued, limitMaxInflight,
-		limitMaxSubscriptions, limitMaxSubscriptionsTotal, limitSubscribeRate, limitLoginDelay, limitClientIDOwner)
+		limitMaxSubscriptions, limitMaxSubscriptionsTotal, limitSubscribeRate, limitLoginDelay, limitClientIDOwner, limitThrottle)
 	s.authLog = limit.NewLogLimiter(log.With("component", "mqtt"))
 	s.loginGuard.Store(limit.NewLoginGuard(limit.LoginGuardConfig{}))
 	s.gate = newConnGate(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerAddress, s.limits)

@@ -95,6 +95,14 @@ type session struct {
 
 	in2 map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
 
+	// The publisher throttle's view (throttle.go): the entries counted
+	// in its backlog, when the client last acknowledged anything (unix
+	// nanoseconds), and whether it stopped counting for acknowledging
+	// nothing for too long.
+	backlog int32
+	stalled bool
+	lastAck int64
+
 	will           *pendingWill
 	disconnectedAt time.Time
 	gone           bool // removed from the session table
@@ -188,6 +196,9 @@ func (s *session) clearQueue() int {
 
 // find returns the index of the entry with seq, or -1.
 func (s *session) find(seq uint64) int {
+	if s.head < len(s.queue) && s.queue[s.head].seq == seq {
+		return s.head // the oldest: acknowledgements mostly come in order
+	}
 	q := s.queue[s.head:]
 	i, ok := slices.BinarySearchFunc(q, seq, func(e outEntry, seq uint64) int { return cmp.Compare(e.seq, seq) })
 	if !ok {

@@ -147,7 +147,7 @@ func (s *Server) sendRetained(sess *session, sub *subscription) {
 		ids = []uint32{sub.id}
 	}
 	for _, m := range found {
-		s.deliver(sess, m, min(m.qos, sub.qos), true, ids, 0, now)
+		s.deliver(sess, m, min(m.qos, sub.qos), true, ids, 0, now, nil)
 	}
 }
 

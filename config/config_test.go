@@ -30,7 +30,7 @@ func TestDocumentedExampleParsesAndMatchesDefaults(t *testing.T) {
 	for _, key := range []string{
 		"listeners:", "mqtt:", "mqtt_tls:", "http:", "address:", "cert_file:", "key_file:", "mqtt_path:",
 		"limits:", "max_connections:", "max_packet_size:", "connect_timeout:", "max_queued_messages:", "max_subscriptions:", "max_inflight:",
-		"keepalive_min:", "keepalive_max:", "max_message_expiry:", "max_session_expiry:",
+		"keepalive_min:", "keepalive_max:", "max_message_expiry:", "max_session_expiry:", "throttle_queued:",
 		"persistence:", "enabled:", "data_dir:", "sync:", "logging:", "level:", "format:",
 		"auth:", "password_file:", "acl_file:", "allow_anonymous:", "bridge:", "lwt:", "max_delay:",
 		"path:", "topic_prefix:", "protocol_version:", "ping_interval:", "ping_timeout:", "handshake_timeout:",
