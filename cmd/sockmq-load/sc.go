@@ -111,7 +111,62 @@ func (c *scConn) failure() error {
 	return errors.New("socket closed")
 }
 
-var publishMarker = []byte(`"data":"m`)
+var (
+	publishMarker = []byte(`"data":"m`)
+	publishStart  = []byte(`{"event":"#publish"`)
+	ridMarker     = []byte(`"rid":`)
+)
+
+// fastPublishes is the receive fast path for the tool's own payloads (a
+// string starting with 'm' that needs no escaping, see payload.go): a
+// frame that is one #publish, or a JSON-array batch of nothing but
+// #publish packets (the bridge batches what is pending for a socket), is
+// handed over without a JSON decoder. It reports false, having called
+// nothing, for any other frame (responses, other events, payloads of
+// another shape), which then takes the decoder.
+func fastPublishes(msg []byte, onPublish func([]byte)) bool {
+	body := msg
+	if len(body) > 0 && body[0] == '[' {
+		if bytes.Contains(body, ridMarker) {
+			return false
+		}
+		body = body[1:]
+	}
+	if !bytes.HasPrefix(body, publishStart) {
+		return false
+	}
+	// Split at each packet start; every packet must hold a payload.
+	var spans [256][2]int
+	n := 0
+	for off := 0; off < len(body); {
+		next := bytes.Index(body[off+len(publishStart):], publishStart)
+		end := len(body)
+		if next >= 0 {
+			end = off + len(publishStart) + next
+		}
+		seg := body[off:end]
+		i := bytes.LastIndex(seg, publishMarker)
+		if i < 0 {
+			return false
+		}
+		rest := seg[i+len(publishMarker)-1:]
+		j := bytes.IndexByte(rest, '"')
+		if j <= 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
+			return false
+		}
+		if n == len(spans) {
+			return false
+		}
+		start := off + i + len(publishMarker) - 1
+		spans[n] = [2]int{start, start + j}
+		n++
+		off = end
+	}
+	for _, sp := range spans[:n] {
+		onPublish(body[sp[0]:sp[1]])
+	}
+	return true
+}
 
 // readFrame appends the rest of a frame from r to dst[:0], growing dst
 // only for a frame larger than any before.
@@ -154,16 +209,8 @@ func (c *scConn) readLoop() {
 			_ = c.write([]byte(scproto.PongV1))
 			continue
 		}
-		// Fast path for our own payloads: a #publish whose data is a
-		// string starting with 'm' (see payload.go).
-		if c.onPublish != nil && bytes.HasPrefix(msg, []byte(`{"event":"#publish"`)) {
-			if i := bytes.LastIndex(msg, publishMarker); i >= 0 {
-				rest := msg[i+len(publishMarker)-1:]
-				if j := bytes.IndexByte(rest, '"'); j > 0 {
-					c.onPublish(rest[:j])
-					continue
-				}
-			}
+		if c.onPublish != nil && fastPublishes(msg, c.onPublish) {
+			continue
 		}
 		f := scproto.Decode(msg)
 		for _, p := range f.Packets {
