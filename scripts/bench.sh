@@ -4,7 +4,7 @@
 # loopback only, with the same load tool (cmd/sockmq-load).
 #
 # Usage: scripts/bench.sh [--quick] [--reps N] [--out DIR] [--acks|--lean|--all]
-#                         [--before PATH] [--pin-load CPUS]
+#                         [--before PATH] [--pin-load CPUS] [--pin-server CPUS]
 #                         [--sockmq PATH] [--label NAME] [--lean-results FILE]
 #   --quick   10x fewer messages and 1 repetition (to try the script)
 #   --reps N  repetitions of every configuration (default 3; medians shown)
@@ -38,6 +38,12 @@
 #             BEFORE environment variable); without it --acks compares
 #             this build with mosquitto only
 #   --pin-load CPUS  run the load tool under taskset -c CPUS
+#   --pin-server CPUS  run every server of the classic and --acks sections
+#             under taskset -c CPUS (--lean pins on its own: LEAN_SERVER_CPU).
+#             With --pin-server 0 --pin-load 1 each server has one core
+#             (mosquitto and socketcluster-server use one anyway) and the
+#             tool the other, so a row is tool-limited when the tool's core
+#             is busy (the "tool core %" column; >= 95% is marked)
 #
 # Needs go, mosquitto (Debian's; scripts/test-deps.sh installs it, or
 # apt-get here when root), node/npm (the reference server in bench/ is
@@ -60,6 +66,7 @@ LABEL=""
 LEAN_RESULTS=bench/results/lean.jsonl
 BEFORE=${BEFORE:-}
 PIN=""
+SRV_CPUS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; REPS=1 ;;
@@ -73,7 +80,8 @@ while [ $# -gt 0 ]; do
     --lean-results) LEAN_RESULTS=$2; shift ;;
     --before) BEFORE=$2; shift ;;
     --pin-load) PIN=$2; shift ;;
-    -h|--help) sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --pin-server) SRV_CPUS=$2; shift ;;
+    -h|--help) sed -n '2,55p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -157,8 +165,10 @@ else
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
-# SRV_PIN: a command prefix for servers (taskset in the --lean section).
+# SRV_PIN: a command prefix for servers (--pin-server; the --lean section
+# sets its own).
 SRV_PIN=(env)
+[ -z "$SRV_CPUS" ] || SRV_PIN=(taskset -c "$SRV_CPUS")
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
@@ -270,7 +280,8 @@ MOSQ_VERSION=$( ("$MOSQUITTO" -h 2>&1 || true) | awk 'NR==1{print $3}')
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "- $(go version | cut -d' ' -f3), mosquitto $MOSQ_VERSION, socketcluster-server $SCS_VERSION, node $(node --version 2>/dev/null || echo -)"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg); repetitions: $REPS (medians shown)"
-  [ -z "$PIN" ] || echo "- load tool pinned to CPUs $PIN (taskset); servers unpinned"
+  [ -z "$PIN" ] || echo "- load tool pinned to CPUs $PIN (taskset)"
+  [ -z "$SRV_CPUS" ] || echo "- servers (classic and --acks sections) pinned to CPUs $SRV_CPUS (taskset; sockmq then runs with as many Ps as CPUs)"
 } >"$OUT/header.md"
 cat "$OUT/header.md" >&2
 
@@ -480,10 +491,12 @@ jq -rs --arg statedesc "idle-cpu-retained: $(scale 100000) retained messages; id
   def per(f; g): if (f // 0) > 0 and g != null then g / f else null end;
   (map(select(.deliver_rate != null)) | map(select((.section // "main") == "main")) | group_by(.scenario) |
     table("## Throughput and latency (64 B payloads; medians)";
-     ["| scenario | server | delivered msg/s | published msg/s | p50 ms | p99 ms | lost (sum) | dup (sum) | server CPU µs/msg |",
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|"];
-    (map(group_by(.server) | map(
-      "| \(.[0].scenario) | \(.[0].server) | \(map(.deliver_rate) | median | r0) | \(map(.publish_rate) | median | r0) | \(map(.lat_p50_ms) | median | r2) | \(map(.lat_p99_ms) | median | r2) | \(map(.lost) | add) | \(map(.duplicates) | add) | \(map(if .delivered > 0 then .server_cpu_secs * 1e6 / .delivered else null end) | median | r2) |"
+     ["\"vs reference\": sockmq'"'"'s median delivered msg/s over mosquitto'"'"'s (MQTT) or socketcluster-server'"'"'s (SC) in the same scenario. \"tool core %\": the load tool'"'"'s CPU time over wall time per core it may use (median); at 95% or more the row is tool-limited: the tool, not the server, set the rate.", "",
+      "| scenario | server | delivered msg/s | vs reference | published msg/s | p50 ms | p99 ms | lost (sum) | dup (sum) | server CPU µs/msg | tool core % |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"];
+    (map((map(select(.server != "sockmq") | .deliver_rate) | median) as $ref | group_by(.server) | map(
+      (map(.client_core_util) | median) as $tool |
+      "| \(.[0].scenario) | \(.[0].server) | \(map(.deliver_rate) | median | r0) | \(if .[0].server == "sockmq" then ratio(map(.deliver_rate) | median; $ref) else "" end) | \(map(.publish_rate) | median | r0) | \(map(.lat_p50_ms) | median | r2) | \(map(.lat_p99_ms) | median | r2) | \(map(.lost) | add) | \(map(.duplicates) | add) | \(map(if .delivered > 0 then .server_cpu_secs * 1e6 / .delivered else null end) | median | r2) | \(if $tool == null then "-" else ($tool * 100 | r0) + (if $tool >= 0.95 then " tool-limited" else "" end) end) |"
     )) | flatten))) +
   (map(select(.section == "acks" and (.scenario | startswith("persistent-")))) | group_by(.scenario) |
     table("## Acknowledged means stored: QoS 1 to one persistent subscriber (64 B payloads; medians)";
