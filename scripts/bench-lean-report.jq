@@ -9,7 +9,12 @@ def r1: if . == null then "-" else ((. * 10 + 0.5 | floor) / 10 | tostring) end;
 def r2: if . == null then "-" else ((. * 100 + 0.5 | floor) / 100 | tostring) end;
 def mb: if . == null then null else . / 1024 end;   # KiB -> MiB
 def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b end;
-def x: if . == null then "-" else (r2 + "×") end;
+# A ratio: two decimals, or three significant digits below 0.01 (a p99
+# 1000 times smaller than the reference reads 0.001×, not 0×).
+def x: if . == null then "-" elif . > 0 and . < 0.01 then
+    (. as $v | ([range(3; 12)] | map(select(($v * pow(10; .)) >= 100)) | first) as $d |
+     ($v * pow(10; $d) + 0.5 | floor) / pow(10; $d) | tostring) + "×"
+  else (r2 + "×") end;
 def yesno(c): if c == null then "-" elif c then "yes" else "**no**" end;
 def pct($a; $b): if $a == null or $b == null or $b == 0 then "-" else ($a * 100 / $b | r1) + "%" end;
 # least squares fit of [[x, y], ...]: {slope, base}
