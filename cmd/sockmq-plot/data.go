@@ -58,11 +58,16 @@ type series struct {
 	Points []point // sorted by X
 }
 
-// selectRuns returns, for each sockmq build label, its latest run, and
-// the latest run of all (for the reference servers). Run ids sort by time.
-func selectRuns(recs []record) (byBuild map[string]string, latest string) {
+// selectRuns returns, for each sockmq build label, its latest run that
+// has a record the chart draws (keep), and the latest such run of all (for
+// the reference servers): a later run of only some sections does not hide
+// a chart's lines. Run ids sort by time.
+func selectRuns(recs []record, keep func(record) bool) (byBuild map[string]string, latest string) {
 	byBuild = map[string]string{}
 	for _, r := range recs {
+		if !keep(r) {
+			continue
+		}
 		if r.Run > byBuild[r.Build] {
 			byBuild[r.Build] = r.Run
 		}
@@ -91,7 +96,9 @@ func seriesKey(r record, suffix string, byBuild map[string]string, latest string
 // rssSeries: median RSS (MiB) after connecting against median connections
 // held, per number requested, for the idle-mqtt and idle-sc scenarios.
 func rssSeries(recs []record) []series {
-	byBuild, latest := selectRuns(recs)
+	byBuild, latest := selectRuns(recs, func(r record) bool {
+		return (r.Scenario == "idle-mqtt" || r.Scenario == "idle-sc") && r.Connected > 0 && r.RSSAfterKiB > 0
+	})
 	type key struct {
 		name string
 		n    int
@@ -125,17 +132,22 @@ func rssSeries(recs []record) []series {
 	return sortedSeries(pts)
 }
 
+// isCPUPoint reports whether r is a point of the CPU-per-message chart.
+func isCPUPoint(r record) bool {
+	return r.Scenario == "cpu-qos1-1to1" && r.OfferedRate != nil && r.DeliverRate != nil && r.CPUPerMsg != nil && *r.DeliverRate > 0
+}
+
 // cpuSeries: median server CPU per message (µs) against the median
 // delivered rate, per offered rate, for QoS 1 1 -> 1.
 func cpuSeries(recs []record) []series {
-	byBuild, latest := selectRuns(recs)
+	byBuild, latest := selectRuns(recs, isCPUPoint)
 	type key struct {
 		name string
 		rate float64
 	}
 	xs, ys := map[key][]float64{}, map[key][]float64{}
 	for _, r := range recs {
-		if r.Scenario != "cpu-qos1-1to1" || r.OfferedRate == nil || r.DeliverRate == nil || r.CPUPerMsg == nil || *r.DeliverRate <= 0 {
+		if !isCPUPoint(r) {
 			continue
 		}
 		name := seriesKey(r, "", byBuild, latest)

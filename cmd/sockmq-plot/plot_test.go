@@ -157,3 +157,43 @@ func TestRunWritesFiles(t *testing.T) {
 		t.Errorf("missing input: exit %d, want 1", code)
 	}
 }
+
+// A later run of only some sections (here: only the CPU section) must not
+// take the reference servers' lines off the other chart, nor the earlier
+// lines of the same sockmq build.
+func TestPartialLaterRunKeepsOtherChartsLines(t *testing.T) {
+	recs := loadFixture(t)
+	names := func(ss []series) map[string]bool {
+		m := map[string]bool{}
+		for _, s := range ss {
+			m[s.Name] = true
+		}
+		return m
+	}
+	rssBefore, cpuBefore := names(rssSeries(recs)), names(cpuSeries(recs))
+	var later []record
+	for _, r := range recs {
+		if r.Scenario == "cpu-qos1-1to1" {
+			r.Run = "99991231T000000Z"
+			later = append(later, r)
+		}
+	}
+	if len(later) == 0 {
+		t.Fatal("fixture has no CPU points")
+	}
+	all := append(append([]record(nil), recs...), later...)
+	rssAfter, cpuAfter := names(rssSeries(all)), names(cpuSeries(all))
+	if len(rssBefore) == 0 {
+		t.Fatal("fixture draws no RSS lines")
+	}
+	for n := range rssBefore {
+		if !rssAfter[n] {
+			t.Errorf("RSS line %q gone after a later CPU-only run", n)
+		}
+	}
+	for n := range cpuBefore {
+		if !cpuAfter[n] {
+			t.Errorf("CPU line %q gone after a later CPU-only run", n)
+		}
+	}
+}
