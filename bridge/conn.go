@@ -142,7 +142,16 @@ func (s *socket) consume(b []byte) bool {
 		}
 		return true
 	}
-	err := s.rd.Feed(b, s.onFrame)
+	var err error
+	if bt := s.h.batcher; bt != nil {
+		// Every publish of this read is delivered before anything is
+		// written, so each subscriber gets them in one write.
+		bt.BeginBatch()
+		err = s.rd.Feed(b, s.onFrame)
+		bt.EndBatch()
+	} else {
+		err = s.rd.Feed(b, s.onFrame)
+	}
 	if err == nil {
 		return true
 	}

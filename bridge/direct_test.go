@@ -153,3 +153,58 @@ func waitCount(c *testutil.SCClient, pred func(scproto.Packet) bool, n int, d ti
 	}
 	return true
 }
+
+// maskedTextFrames returns the WebSocket text frames of msgs as a client
+// sends them (masked; a zero key leaves the bytes as they are), to be
+// written with one write so that the bridge reads them together.
+func maskedTextFrames(msgs []string) []byte {
+	var b []byte
+	for _, m := range msgs {
+		if len(m) > 125 {
+			panic("maskedTextFrames: message too long for a one-byte length")
+		}
+		b = append(b, 0x81, 0x80|byte(len(m)), 0, 0, 0, 0)
+		b = append(b, m...)
+	}
+	return b
+}
+
+// Publishes a SocketCluster client sends in one write reach a subscriber
+// socket in one write (JSON-array batches), every message once and in
+// order, as a burst from an MQTT client does.
+func TestSocketReadBatchIsOneWrite(t *testing.T) {
+	st := startStack(t, testConfig(), nil)
+	sub := st.connect(t)
+	sub.Subscribe("burst")
+	pub := st.connect(t)
+	const n = 100
+	msgs := make([]string, n)
+	for i := range msgs {
+		msgs[i] = fmt.Sprintf(`{"event":"#publish","data":{"channel":"burst","data":{"i":%d}}}`, i)
+	}
+	if _, err := pub.Conn().UnderlyingConn().Write(maskedTextFrames(msgs)); err != nil {
+		t.Fatal(err)
+	}
+	isPub := func(p scproto.Packet) bool { return p.Event == "#publish" }
+	testutil.WaitFor(t, 10*time.Second, func() bool { return sub.Count(isPub) >= n }, "the burst delivered")
+	next := 0
+	for _, p := range sub.Packets() {
+		if !isPub(p) {
+			continue
+		}
+		var m struct {
+			I int `json:"i"`
+		}
+		if err := json.Unmarshal(testutil.AsPub(p).Data, &m); err != nil || m.I != next {
+			t.Fatalf("message %d: got %s (%v)", next, testutil.AsPub(p).Data, err)
+		}
+		next++
+	}
+	if next != n {
+		t.Fatalf("%d messages, want %d", next, n)
+	}
+	if sub.Batches() == 0 {
+		t.Error("a burst of publishes read from one socket in one read came as one frame per message (no JSON-array batch)")
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { return st.h.QueuedBytesForTest() == 0 }, "queued bytes back to 0")
+}

@@ -29,7 +29,10 @@
 //     the frames itself with one non-blocking write (direct.go); with a
 //     broker that reads publishes in batches ([BatchDeferrer]) that write
 //     waits for the end of the batch, so that a socket gets one write per
-//     batch (FlushBatch, on the goroutine that ends the batch). Whatever
+//     batch (FlushBatch, on the goroutine that ends the batch). With a
+//     [ReadBatcher], the frames of one socket read are handled as such a
+//     batch too, so a burst of publishes from a SocketCluster client
+//     reaches each subscriber in one write. Whatever
 //     the kernel does not take at once goes to a writer goroutine, which
 //     exists only while something is queued: it writes the queue
 //     (JSON-array batches), pings, pongs and the close frame, and ends

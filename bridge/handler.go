@@ -53,6 +53,7 @@ type Handler struct {
 	log      *slog.Logger
 	broker   Broker
 	deferrer BatchDeferrer // nil: the broker has no read batches
+	batcher  ReadBatcher   // nil: each publish from a socket is written at once
 	authz    Authorizer
 	observer Observer
 	metrics  *metrics
@@ -120,6 +121,7 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 		h.authz = openAuthorizer{}
 	}
 	h.deferrer, _ = opts.Broker.(BatchDeferrer)
+	h.batcher, _ = opts.Broker.(ReadBatcher)
 	if h.guard == nil {
 		h.guard = limit.NewLoginGuard(limit.LoginGuardConfig{})
 	}

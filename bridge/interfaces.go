@@ -31,6 +31,20 @@ type BatchDeferrer interface {
 	DeferFlush(f BatchFlusher) bool
 }
 
+// ReadBatcher is optionally implemented by a [Broker] that can hold its
+// subscribers' writes while the bridge handles the frames of one socket
+// read: a burst of publishes from one SocketCluster client then reaches
+// each subscriber (MQTT connection or socket) in one write, as a burst
+// from an MQTT client does. Without it every publish is written at once.
+type ReadBatcher interface {
+	// BeginBatch starts holding writes; calls may nest and come from any
+	// goroutine.
+	BeginBatch()
+	// EndBatch ends the batch BeginBatch started and writes what was held
+	// once no batch is in progress. It never blocks on a subscriber.
+	EndBatch()
+}
+
 // BatchFlusher is what [BatchDeferrer] calls at the end of a batch.
 type BatchFlusher interface {
 	// FlushBatch writes what was held back; it never blocks.

@@ -37,6 +37,18 @@ type BatchFlusher interface {
 // The caller notes f at most once until FlushBatch runs.
 func (s *Server) DeferFlush(f BatchFlusher) bool { return s.flush.laterExt(f) }
 
+// BeginBatch starts a batch of publishes by an in-process publisher (the
+// SocketCluster bridge handling the frames of one socket read): until the
+// matching EndBatch, writes to subscribers are held, and each is written
+// once at the end with everything the batch brought it, as for a read
+// batch of an MQTT connection. Batches may nest and overlap; every
+// BeginBatch must be followed by exactly one EndBatch.
+func (s *Server) BeginBatch() { s.flush.begin() }
+
+// EndBatch ends a batch started by BeginBatch and writes what it held
+// (without blocking on any subscriber) on the calling goroutine.
+func (s *Server) EndBatch() { s.flush.end() }
+
 // begin marks the start of a read batch.
 func (f *flusher) begin() { f.active.Add(1) }
 

@@ -19,6 +19,13 @@ func (a brokerAdapter) Subscribe(filter string, fn func(bridge.Message)) (func()
 // DeferFlush lets the bridge write each socket once per broker read batch.
 func (a brokerAdapter) DeferFlush(f bridge.BatchFlusher) bool { return a.s.DeferFlush(f) }
 
+// BeginBatch and EndBatch let the bridge hand the broker the publishes of
+// one socket read as one batch.
+func (a brokerAdapter) BeginBatch() { a.s.BeginBatch() }
+
+// EndBatch ends the batch BeginBatch started.
+func (a brokerAdapter) EndBatch() { a.s.EndBatch() }
+
 func (a brokerAdapter) Retained(id bridge.Identity, filter string) []bridge.Message {
 	ms := a.s.RetainedFor(auth.Identity(id), filter)
 	out := make([]bridge.Message, len(ms))
