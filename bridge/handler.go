@@ -52,8 +52,9 @@ type Handler struct {
 	cfg      Config
 	log      *slog.Logger
 	broker   Broker
-	deferrer BatchDeferrer // nil: the broker has no read batches
-	batcher  ReadBatcher   // nil: each publish from a socket is written at once
+	deferrer BatchDeferrer  // nil: the broker has no read batches
+	batcher  ReadBatcher    // nil: each publish from a socket is written at once
+	async    AsyncPublisher // nil: publishes block the socket's reader until stored
 	authz    Authorizer
 	observer Observer
 	metrics  *metrics
@@ -122,6 +123,7 @@ func New(cfg Config, opts Options, log *slog.Logger) (*Handler, error) {
 	}
 	h.deferrer, _ = opts.Broker.(BatchDeferrer)
 	h.batcher, _ = opts.Broker.(ReadBatcher)
+	h.async, _ = opts.Broker.(AsyncPublisher)
 	if h.guard == nil {
 		h.guard = limit.NewLoginGuard(limit.LoginGuardConfig{})
 	}

@@ -31,6 +31,19 @@ type BatchDeferrer interface {
 	DeferFlush(f BatchFlusher) bool
 }
 
+// AsyncPublisher is optionally implemented by a [Broker] that can publish
+// without making its caller wait for the store: the bridge then answers a
+// publish invoke from done, and the socket's reader goes on to the next
+// frame meanwhile (publishes keep their order: delivery happens before
+// PublishAsync returns; only the store's commit is waited for).
+type AsyncPublisher interface {
+	// PublishAsync delivers m as Publish does and calls done (never nil)
+	// once m and what it caused are stored, or with the error that
+	// refused it, on the caller's goroutine or the store's. done must not
+	// block.
+	PublishAsync(m Message, done func(error))
+}
+
 // ReadBatcher is optionally implemented by a [Broker] that can hold its
 // subscribers' writes while the bridge handles the frames of one socket
 // read: a burst of publishes from one SocketCluster client then reaches

@@ -127,6 +127,11 @@ type socket struct {
 	invokeBudget limit.Bucket
 	replays      []*member
 
+	// publishing counts publishes handed to the broker whose store
+	// commit is still awaited (AsyncPublisher); at maxPendingPublishes
+	// the reader waits for the store instead.
+	publishing atomic.Int32
+
 	// qmu guards the outbound queue, the close state and which goroutines
 	// run for the socket.
 	qmu     sync.Mutex

@@ -18,41 +18,51 @@ import (
 // promise. Callers are trusted: no ACL is applied here, so callers that
 // act for a user (the bridge) check permissions first.
 func (s *Server) Publish(m Message) error {
-	done := make(chan error, 1)
-	s.PublishAsync(m, func(err error) { done <- err })
-	return <-done
+	gate, err := s.publishInproc(m)
+	if err != nil || gate == 0 || s.store == nil {
+		return err
+	}
+	// Only a publish that made the store write waits, on a channel made
+	// for it: the common case (QoS 0, nothing stored) allocates nothing
+	// here.
+	done := make(chan struct{}, 1)
+	if s.store.Wait(gate, store.WaiterFunc(func() { done <- struct{}{} })) {
+		<-done
+	}
+	return nil
 }
 
 // PublishAsync is Publish without waiting: done (if not nil) is called
 // once the message and what it caused are stored, on the store's goroutine
 // or the caller's; it must not block.
 func (s *Server) PublishAsync(m Message, done func(error)) {
-	if err := checkPublish(m); err != nil {
-		if done != nil {
-			done(err)
-		}
-		return
-	}
-	if !s.running.Load() {
-		if done != nil {
-			done(ErrNotRunning)
-		}
-		return
-	}
-	em := fromMessage(m, internalOrigin, time.Now(), s.cfg.Limits.MaxMessageExpiry)
-	if err := s.forward(em, m.QoS > 0 && !topic.Volatile(m.Topic)); err != nil {
-		if done != nil {
-			done(err)
-		}
-		return
-	}
-	gate := s.route(em, nil, 0)
+	gate, err := s.publishInproc(m)
 	if done == nil {
+		return
+	}
+	if err != nil {
+		done(err)
 		return
 	}
 	if gate == 0 || s.store == nil || !s.store.Wait(gate, store.WaiterFunc(func() { done(nil) })) {
 		done(nil)
 	}
+}
+
+// publishInproc checks, forwards and routes an in-process publish; gate
+// is what the store must commit before the publish is stored (0: nothing).
+func (s *Server) publishInproc(m Message) (gate uint64, err error) {
+	if err := checkPublish(m); err != nil {
+		return 0, err
+	}
+	if !s.running.Load() {
+		return 0, ErrNotRunning
+	}
+	em := fromMessage(m, internalOrigin, time.Now(), s.cfg.Limits.MaxMessageExpiry)
+	if err := s.forward(em, m.QoS > 0 && !topic.Volatile(m.Topic)); err != nil {
+		return 0, err
+	}
+	return s.route(em, nil, 0), nil
 }
 
 // Subscribe registers fn for messages on topics matching filter and returns

@@ -19,6 +19,12 @@ func (a brokerAdapter) Subscribe(filter string, fn func(bridge.Message)) (func()
 // DeferFlush lets the bridge write each socket once per broker read batch.
 func (a brokerAdapter) DeferFlush(f bridge.BatchFlusher) bool { return a.s.DeferFlush(f) }
 
+// PublishAsync publishes without waiting for the store; done runs once
+// the message is stored.
+func (a brokerAdapter) PublishAsync(m bridge.Message, done func(error)) {
+	a.s.PublishAsync(broker.Message(m), done)
+}
+
 // BeginBatch and EndBatch let the bridge hand the broker the publishes of
 // one socket read as one batch.
 func (a brokerAdapter) BeginBatch() { a.s.BeginBatch() }
