@@ -41,6 +41,12 @@
 //   - Time: one ping wheel per handler (one goroutine) sends every socket
 //     its pings and closes sockets that miss the handshake or pong
 //     timeout; inbound traffic only stores a timestamp.
+//   - Publishes: the reader hands each publish to the broker, which
+//     delivers it before returning; with an [AsyncPublisher] the answer to
+//     a publish invoke is sent from the store's commit (on the store's
+//     goroutine), so the reader never waits for the disk while the frames
+//     of a read are one batch. At most 256 publishes per socket wait for a
+//     commit at once; beyond that the reader waits (Publish).
 //
 // A socket is cleaned up (channels left, Observer told) once its
 // connection is closed and neither a reader nor a writer runs for it.
