@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -107,6 +108,7 @@ type Controller struct {
 	reaping map[string]string
 
 	startOnce, shutdownOnce sync.Once
+	running                 atomic.Bool // Start succeeded
 
 	mirror chan mirrorOp // presence mirror writes, in order
 
@@ -117,6 +119,7 @@ type Controller struct {
 type peer struct {
 	beat     heartbeat
 	lastSeen time.Time // local clock
+	rev      uint64    // revision of the newest heartbeat seen
 }
 
 // heartbeat is the value of a node's liveness key.
@@ -254,9 +257,14 @@ func (c *Controller) Start() error {
 		go c.runMirror()
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.reapSelf() }()
+		c.running.Store(true)
 	})
 	return err
 }
+
+// Started reports whether Start has succeeded: the node heart-beats and
+// watches the cluster. Until then /healthz reports the node unavailable.
+func (c *Controller) Started() bool { return c.running.Load() }
 
 // Shutdown stops the controller's goroutines. The node's liveness key is
 // left to expire: the surviving nodes then clear what is left of its

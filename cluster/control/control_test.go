@@ -235,3 +235,69 @@ func TestRejoinedAfterAnOutage(t *testing.T) {
 		return a.rec.rejoined == 1
 	})
 }
+
+// An outage that silences every node (here the NATS server is down for
+// longer than node_ttl, as when JetStream elects new leaders after a node
+// died) is no evidence that a peer died: once heartbeats work again nobody
+// reaps anybody, and no will of a live node's client goes out.
+func TestOutageForEveryoneReapsNobody(t *testing.T) {
+	dir := t.TempDir()
+	s := startServerAt(t, -1, dir)
+	port := s.Addr().(*net.TCPAddr).Port
+	const ttl = 800 * time.Millisecond
+	a := startNode(t, s, "a", ttl, nil)
+	b := startNode(t, s, "b", ttl, nil)
+	if _, err := b.c.Claim(context.Background(), Claim{ClientID: "w", User: "alice", Will: &Will{Topic: "status/w", Payload: []byte("offline")}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "both nodes see each other", func() bool { return a.c.Alive("b") && b.c.Alive("a") })
+
+	s.Shutdown()
+	s.WaitForShutdown()
+	waitFor(t, 10*time.Second, "each node's view of the other going stale", func() bool { return !a.c.Alive("b") && !b.c.Alive("a") })
+	startServerAt(t, port, dir)
+	waitFor(t, 15*time.Second, "fresh heartbeats seen both ways", func() bool { return a.c.Alive("b") && b.c.Alive("a") })
+	// A full node_ttl more (four beats of each node), so that a reap decided
+	// at any beat after the outage would have published by now.
+	deadline := time.Now().Add(ttl)
+	waitFor(t, 5*time.Second, "another node_ttl", func() bool { return time.Now().After(deadline) })
+	for name, r := range map[string]*recorder{"a": a.rec, "b": b.rec} {
+		r.mu.Lock()
+		wills := len(r.wills)
+		var downs []string
+		for _, p := range r.presence {
+			if strings.Contains(p, `"reason":"node_down"`) {
+				downs = append(downs, p)
+			}
+		}
+		r.mu.Unlock()
+		if wills != 0 || len(downs) != 0 {
+			t.Errorf("node %s reaped a live peer after an outage everyone had: %d wills, presence %v", name, wills, downs)
+		}
+	}
+}
+
+// A claimed will whose publish fails (the message stream has no leader
+// yet after a node died) is tried again until it is published: nobody
+// else will send it once it is claimed.
+func TestClaimedWillIsRetriedUntilPublished(t *testing.T) {
+	s := startServer(t)
+	const ttl = 800 * time.Millisecond
+	a := startNode(t, s, "a", ttl, nil)
+	b := startNode(t, s, "b", ttl, nil)
+	if _, err := a.c.Claim(context.Background(), Claim{ClientID: "w", User: "alice", Will: &Will{Topic: "status/w", Payload: []byte("offline")}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "b sees a alive", func() bool { return b.c.Alive("a") })
+	b.rec.mu.Lock()
+	b.rec.failWills = 3
+	b.rec.mu.Unlock()
+	a.stop(t)
+	waitFor(t, 6*ttl+10*time.Second, "the will published after its failed attempts", func() bool { return b.rec.willCount() == 1 })
+	b.rec.mu.Lock()
+	left := b.rec.failWills
+	b.rec.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d failures left: the will was published without going through the failures", left)
+	}
+}

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"runtime"
@@ -47,6 +48,7 @@ type recorder struct {
 	presence  []string // topic + " " + payload
 	deny      bool
 	rejoined  int
+	failWills int // PublishWill fails this many more times
 }
 
 func (r *recorder) hooks(files map[string]string) Hooks {
@@ -58,8 +60,12 @@ func (r *recorder) hooks(files map[string]string) Hooks {
 		},
 		PublishWill: func(w Will) error {
 			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.failWills > 0 {
+				r.failWills--
+				return errors.New("test: message not stored")
+			}
 			r.wills = append(r.wills, w)
-			r.mu.Unlock()
 			return nil
 		},
 		MayWrite: func(string, string, string) bool {

@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -53,7 +54,17 @@ func (c *Controller) watchNodes(w jetstream.KeyWatcher) {
 				seen = seen.Add(-c.cfg.NodeTTL)
 			}
 			c.mu.Lock()
-			c.peers[node] = &peer{beat: hb, lastSeen: seen}
+			// Never move a peer's last sighting back: a heartbeat delivered
+			// late (after an outage, by a watcher catching up) must not
+			// undo a later sighting or the grace an outage gave.
+			rev := e.Revision()
+			if old := c.peers[node]; old != nil {
+				if old.lastSeen.After(seen) {
+					seen = old.lastSeen
+				}
+				rev = max(rev, old.rev)
+			}
+			c.peers[node] = &peer{beat: hb, lastSeen: seen, rev: rev}
 			if c.reaping[node] != "" && c.reaping[node] != hb.Instance {
 				delete(c.reaping, node) // a new run of a reaped node
 			}
@@ -86,6 +97,11 @@ func (c *Controller) loop() {
 		}
 		down := time.Since(lastBeat)
 		lastBeat = time.Now()
+		// A peer is dead only if it stayed silent while this node could
+		// heart-beat: a gap in this node's own beats (the bucket had no
+		// leader, NATS was unreachable, a beat hung until the election
+		// ended) gives every peer a full node_ttl from now.
+		c.graceAfterGap(down, every, lastBeat)
 		if failing {
 			failing = false
 			c.log.Info("cluster heartbeat restored", "after", down.Round(time.Millisecond))
@@ -110,12 +126,35 @@ func (c *Controller) loop() {
 	}
 }
 
-// deadPeers returns the nodes whose heartbeat is older than NodeTTL and
-// that this node has not started reaping.
-func (c *Controller) deadPeers() []string {
+// graceAfterGap gives every peer a full NodeTTL from now when this node's
+// own successful beats were gap apart, more than two beat intervals
+// (every): during such a gap the peers' beats could not be written or
+// seen either, so their silence is no evidence that they died.
+func (c *Controller) graceAfterGap(gap, every time.Duration, now time.Time) {
+	if gap <= 2*every {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var dead []string
+	for _, p := range c.peers {
+		if p.lastSeen.Before(now) {
+			p.lastSeen = now
+		}
+	}
+}
+
+// deadPeers returns the nodes whose heartbeat is older than NodeTTL and
+// that this node has not started reaping. The watch is not trusted
+// alone: a watcher can stall for seconds after JetStream loses a leader,
+// so a peer that looks silent is confirmed by reading its liveness key
+// (stillSilent) before it is declared dead.
+func (c *Controller) deadPeers() []string {
+	type suspect struct {
+		node, instance string
+		rev            uint64
+	}
+	var suspects []suspect
+	c.mu.Lock()
 	for node, p := range c.peers {
 		if node == c.cfg.Node || time.Since(p.lastSeen) <= c.cfg.NodeTTL {
 			continue
@@ -123,10 +162,50 @@ func (c *Controller) deadPeers() []string {
 		if c.reaping[node] == p.beat.Instance {
 			continue
 		}
-		c.reaping[node] = p.beat.Instance
-		dead = append(dead, node)
+		suspects = append(suspects, suspect{node, p.beat.Instance, p.rev})
+	}
+	c.mu.Unlock()
+	var dead []string
+	for _, s := range suspects {
+		if !c.stillSilent(s.node, s.rev) {
+			continue
+		}
+		c.mu.Lock()
+		if p := c.peers[s.node]; p != nil && p.beat.Instance == s.instance && c.reaping[s.node] != s.instance &&
+			time.Since(p.lastSeen) > c.cfg.NodeTTL {
+			c.reaping[s.node] = s.instance
+			dead = append(dead, s.node)
+		}
+		c.mu.Unlock()
 	}
 	return dead
+}
+
+// stillSilent reads node's liveness key: it reports true when the key is
+// gone (the bucket's TTL expired it) or holds no heartbeat newer than rev,
+// the newest this node saw. A newer heartbeat means the watch lagged: the
+// peer is marked seen now. When the key cannot be read, nothing can be
+// concluded and it reports false (the next beat tries again).
+func (c *Controller) stillSilent(node string, rev uint64) bool {
+	ctx, cancel := c.opCtx()
+	defer cancel()
+	e, err := c.nodes.Get(ctx, nodeKey(node))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return true
+	case err != nil:
+		c.log.Debug("liveness check failed; not declaring the node dead yet", "peer", node, "error", err)
+		return false
+	case e.Revision() <= rev:
+		return true
+	}
+	c.mu.Lock()
+	if p := c.peers[node]; p != nil && e.Revision() > p.rev {
+		p.rev = e.Revision()
+		p.lastSeen = time.Now()
+	}
+	c.mu.Unlock()
+	return false
 }
 
 // orphanNodes lists the nodes that hold will or presence records but do

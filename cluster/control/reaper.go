@@ -189,12 +189,33 @@ func (c *Controller) sendWill(node string, e jetstream.KeyValueEntry, rec willRe
 		c.log.Info("will of a dead node's client dropped: topic no longer permitted", "client", w.ClientID, "user", w.User, "topic", w.Topic)
 		return
 	}
-	if err := c.cfg.Hooks.PublishWill(w); err != nil {
-		c.log.Warn("publish will of a dead node's client", "client", w.ClientID, "error", err)
-		return
+	// The will is claimed: nobody else will send it, so a failed publish
+	// (the message stream electing a leader after the node died) is tried
+	// again, with back-off, for up to willPublishRetry.
+	start := time.Now()
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := c.cfg.Hooks.PublishWill(w)
+		if err == nil {
+			break
+		}
+		if time.Since(start) > willPublishRetry || c.ctx.Err() != nil {
+			c.log.Error("will of a dead node's client lost: publishing kept failing", "client", w.ClientID, "dead", node,
+				"tried_for", time.Since(start).Round(time.Millisecond), "error", err)
+			return
+		}
+		c.log.Warn("publish will of a dead node's client: trying again", "client", w.ClientID, "dead", node, "in", wait, "error", err)
+		select {
+		case <-c.ctx.Done():
+		case <-time.After(wait):
+		}
 	}
 	c.log.Info("will of a dead node's client published", "client", w.ClientID, "dead", node, "topic", w.Topic)
 }
+
+// willPublishRetry bounds how long a claimed will is retried: long enough
+// for JetStream to elect new leaders (4-9 s per round in nats-server),
+// short enough that a will is not sent minutes late.
+const willPublishRetry = time.Minute
 
 // leave claims a presence record of a dead node and publishes the
 // session's leave: a disconnected event and, unless the client is

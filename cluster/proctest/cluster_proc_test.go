@@ -49,7 +49,7 @@ func startCluster(t *testing.T) *cluster {
 		if t.Failed() {
 			for n := 1; n <= 3; n++ {
 				b, _ := os.ReadFile(filepath.Join(c.dir, "n"+string(rune('0'+n)), "sockmq.log"))
-				t.Logf("n%d log:\n%s", n, tail(string(b), 40))
+				t.Logf("n%d log:\n%s", n, tail(string(b), 200))
 			}
 		}
 	})
@@ -161,7 +161,12 @@ func TestKilledNodeWillsOnceAndPresenceLeaves(t *testing.T) {
 
 	killed := time.Now()
 	c.run("kill-node", "2")
-	bound := nodeTTL + 8*time.Second
+	// After node_ttl the reaper needs JetStream, and when the killed node
+	// led its meta group or the KV streams, a survivor waits 4-9 s
+	// (nats-server's randomised raft election timeout) before it
+	// campaigns, and a split vote means another round: 20 s allows that.
+	// Measured: 6.3-7.6 s typically, over 10 s in about one run in three.
+	bound := nodeTTL + 20*time.Second
 	wills, leaves := make([]int, len(watchers)), make([]int, len(watchers))
 	deadline := time.Now().Add(bound)
 	for time.Now().Before(deadline) && (sum(wills) == 0 || sum(leaves) == 0) {

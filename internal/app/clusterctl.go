@@ -118,7 +118,10 @@ func (a *App) newControl(cfg config.File, d controlDeps) (*control.Controller, e
 	if err := wireHandover(b, ctl); err != nil {
 		return nil, err
 	}
-	b.AddHealth("cluster_control", func() (any, bool) { return ctl.Health(), true })
+	// Unavailable (503) until the controller has started: a node answers
+	// /healthz only once it has joined the cluster's control state, not
+	// as soon as its listeners are open.
+	b.AddHealth("cluster_control", func() (any, bool) { return ctl.Health(), ctl.Started() })
 	return ctl, nil
 }
 
