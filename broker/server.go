@@ -254,7 +254,10 @@ func (s *Server) Start() (err error) {
 	}
 	if s.httpSrv != nil {
 		go func() {
-			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			err := s.httpSrv.Serve(s.httpLn)
+			// Shutdown closes the listener itself (before the server's
+			// own Shutdown): that end is not an error.
+			if err != nil && !errors.Is(err, http.ErrServerClosed) && (s.running.Load() || !errors.Is(err, net.ErrClosed)) {
 				s.log.Error("http listener stopped", "error", err)
 			}
 		}()

@@ -101,6 +101,12 @@ func TestServeExitsCleanlyOnSIGTERM(t *testing.T) {
 	if d := time.Since(start); d > shutdownTimeout {
 		t.Fatalf("shutdown took %v", d)
 	}
+	// A clean shutdown logs nothing at error level: operators alert on it.
+	for _, line := range strings.Split(p.Output(), "\n") {
+		if strings.Contains(line, "level=ERROR") {
+			t.Errorf("clean shutdown logged an error: %s", line)
+		}
+	}
 	select {
 	case d := <-c.Disconnected:
 		if d.ReasonCode != 0x8B {
