@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sockmq/sockmq/bridge"
 	"github.com/sockmq/sockmq/broker"
 	"github.com/sockmq/sockmq/internal/scproto"
 	"github.com/sockmq/sockmq/internal/testutil"
@@ -118,8 +120,19 @@ func TestBrokerReadBatchIsOneWrite(t *testing.T) {
 	c.Subscribe("burst")
 	const n = 100
 	rawMQTTBurst(t, st.b.MQTTAddr(), "burst", n)
+	checkBurst(t, c, n)
+	testutil.WaitFor(t, 5*time.Second, func() bool { return st.h.QueuedBytesForTest() == 0 }, "queued bytes back to 0")
+	if c.Batches() == 0 {
+		t.Error("a burst of publishes read in one batch came as one frame per message (no JSON-array batch)")
+	}
+}
+
+// checkBurst waits for n publishes of {"i": 0..n-1} on c and checks that
+// each came once, in order.
+func checkBurst(t *testing.T, c *scClient, n int) {
+	t.Helper()
 	isPub := func(p scproto.Packet) bool { return p.Event == "#publish" }
-	testutil.WaitFor(t, 10*time.Second, func() bool { return c.Count(isPub) >= n }, "the burst read")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return c.Count(isPub) >= n }, "the burst delivered")
 	next := 0
 	for _, p := range c.Packets() {
 		if !isPub(p) {
@@ -135,10 +148,6 @@ func TestBrokerReadBatchIsOneWrite(t *testing.T) {
 	}
 	if next != n {
 		t.Fatalf("%d messages, want %d", next, n)
-	}
-	testutil.WaitFor(t, 5*time.Second, func() bool { return st.h.QueuedBytesForTest() == 0 }, "queued bytes back to 0")
-	if c.Batches() == 0 {
-		t.Error("a burst of publishes read in one batch came as one frame per message (no JSON-array batch)")
 	}
 }
 
@@ -185,26 +194,52 @@ func TestSocketReadBatchIsOneWrite(t *testing.T) {
 	if _, err := pub.Conn().UnderlyingConn().Write(maskedTextFrames(msgs)); err != nil {
 		t.Fatal(err)
 	}
-	isPub := func(p scproto.Packet) bool { return p.Event == "#publish" }
-	testutil.WaitFor(t, 10*time.Second, func() bool { return sub.Count(isPub) >= n }, "the burst delivered")
-	next := 0
-	for _, p := range sub.Packets() {
-		if !isPub(p) {
-			continue
-		}
-		var m struct {
-			I int `json:"i"`
-		}
-		if err := json.Unmarshal(testutil.AsPub(p).Data, &m); err != nil || m.I != next {
-			t.Fatalf("message %d: got %s (%v)", next, testutil.AsPub(p).Data, err)
-		}
-		next++
-	}
-	if next != n {
-		t.Fatalf("%d messages, want %d", next, n)
-	}
+	checkBurst(t, sub, n)
 	if sub.Batches() == 0 {
 		t.Error("a burst of publishes read from one socket in one read came as one frame per message (no JSON-array batch)")
 	}
 	testutil.WaitFor(t, 5*time.Second, func() bool { return st.h.QueuedBytesForTest() == 0 }, "queued bytes back to 0")
+}
+
+// stalledStore is a broker whose store never commits for PublishAsync
+// (its done is never called), as when the disk hangs; Publish still works.
+type stalledStore struct {
+	bridge.Broker
+	mu      sync.Mutex
+	pending int
+}
+
+func (b *stalledStore) PublishAsync(m bridge.Message, done func(error)) {
+	b.mu.Lock()
+	b.pending++
+	b.mu.Unlock()
+}
+
+// A socket has at most 256 publishes waiting for a store commit: the
+// next one is published synchronously (its reader waits) and counted in
+// sockmq_bridge_publish_waits_total, instead of piling up waiters.
+func TestPendingPublishesAreBounded(t *testing.T) {
+	sb := &stalledStore{}
+	st := startStackWith(t, testConfig(), nil, func(b bridge.Broker) bridge.Broker { sb.Broker = b; return sb })
+	c := st.connect(t)
+	for i := range 256 {
+		c.Call("#publish", fmt.Sprintf(`{"channel":"stall","data":%d}`, i))
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		sb.mu.Lock()
+		defer sb.mu.Unlock()
+		return sb.pending == 256
+	}, "256 publishes waiting for the store")
+	if r := c.Invoke("#publish", `{"channel":"stall","data":"one more"}`); r.Error != nil {
+		t.Fatalf("publish beyond the bound refused: %s", r.Error)
+	}
+	sb.mu.Lock()
+	pending := sb.pending
+	sb.mu.Unlock()
+	if pending != 256 {
+		t.Fatalf("%d publishes waiting for the store, want at most 256", pending)
+	}
+	if got := st.metric("sockmq_bridge_publish_waits_total"); got != 1 {
+		t.Fatalf("sockmq_bridge_publish_waits_total = %v, want 1", got)
+	}
 }

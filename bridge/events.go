@@ -312,19 +312,22 @@ func (s *socket) onPublish(p *scproto.Packet) {
 	if p.HasCID {
 		m.QoS = 1
 	}
-	cid, hasCID := p.CID, p.HasCID
-	if s.h.async != nil && s.publishing.Load() < maxPendingPublishes {
-		// The reader goes on while the store commits: the reply (or the
-		// refusal) is sent from done. It must not hold the read batch
-		// open for a disk write.
-		s.publishing.Add(1)
-		s.h.async.PublishAsync(m, func(err error) {
-			s.publishing.Add(-1)
-			s.publishDone(cid, hasCID, channel, err)
-		})
-		return
+	reply := scproto.Packet{CID: p.CID, HasCID: p.HasCID} // p is not kept past this call
+	if s.h.async != nil {
+		if s.publishing.Load() < maxPendingPublishes {
+			// The reader goes on while the store commits: the reply (or
+			// the refusal) is sent from done. It must not hold the read
+			// batch open for a disk write.
+			s.publishing.Add(1)
+			s.h.async.PublishAsync(m, func(err error) {
+				s.publishing.Add(-1)
+				s.publishDone(&reply, channel, err)
+			})
+			return
+		}
+		s.h.metrics.publishWaits.Inc()
 	}
-	s.publishDone(cid, hasCID, channel, s.h.broker.Publish(m))
+	s.publishDone(&reply, channel, s.h.broker.Publish(m))
 }
 
 // maxPendingPublishes bounds, per socket, the publishes whose store
@@ -332,21 +335,18 @@ func (s *socket) onPublish(p *scproto.Packet) {
 // (Publish), so a client cannot pile up waiters while the disk stalls.
 const maxPendingPublishes = 256
 
-// publishDone answers a publish once the broker has it stored (err nil) or
-// refused it. It runs on the reader or on the store's goroutine.
-func (s *socket) publishDone(cid int64, hasCID bool, channel string, err error) {
+// publishDone answers a publish (reply holds its cid) once the broker has
+// it stored (err nil) or refused it. It runs on the reader or on the
+// store's goroutine.
+func (s *socket) publishDone(reply *scproto.Packet, channel string, err error) {
 	if err != nil {
 		s.h.log.Warn("broker publish failed", "client", s.id, "channel", channel, "error", err)
 		s.h.metrics.publishesRefused.Inc()
-		if hasCID {
-			s.enqueue(scproto.AppendErrorResponse(nil, cid, Errorf(ErrNameBroker, "failed to publish to the %s channel", channel).wire()))
-		}
+		s.fail(reply, Errorf(ErrNameBroker, "failed to publish to the %s channel", channel))
 		return
 	}
 	s.h.metrics.messagesIn.Inc()
-	if hasCID {
-		s.enqueue(scproto.AppendResponse(nil, cid, nil))
-	}
+	s.ack(reply, nil)
 }
 
 func (s *socket) onAuthenticate(p *scproto.Packet) {

@@ -18,6 +18,7 @@ type metrics struct {
 	slowConsumers     prometheus.Counter
 	subscribesRefused prometheus.Counter
 	publishesRefused  prometheus.Counter
+	publishWaits      prometheus.Counter
 	handshakesRefused *prometheus.CounterVec
 	loginFailures     prometheus.Counter
 	loginDelayed      prometheus.Counter
@@ -44,6 +45,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		subscribesRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sockmq_bridge_subscribes_refused_total", Help: "Subscribe requests refused (invalid channel, permission, limit).",
 		}),
+		publishWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockmq_bridge_publish_waits_total",
+			Help: "Publishes whose socket already had 256 waiting for a store commit, so the socket's reader waited for this one to be stored.",
+		}),
 		publishesRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sockmq_bridge_publishes_refused_total", Help: "Publish requests refused (invalid or reserved channel, permission, broker error).",
 		}),
@@ -68,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sockets, m.filters, m.messagesIn, m.messagesOut, m.slowConsumers,
-			m.subscribesRefused, m.publishesRefused, m.handshakesRefused,
+			m.subscribesRefused, m.publishesRefused, m.publishWaits, m.handshakesRefused,
 			m.loginFailures, m.loginDelayed, m.tokensRefused)
 	}
 	return m
